@@ -1,0 +1,538 @@
+"""Reading and writing the official GPT-SoVITS checkpoint formats, safely.
+
+Formats (see ``docs/ARCHITECTURE.md`` and the upstream spec):
+
+* s1 GPT ``.ckpt``: a ``torch.save`` zip holding ``{"weight": OrderedDict[str, fp16 Tensor] with a "model." prefix,
+  "config": dict (the training yaml), "info": "GPT-e<epoch>"}``.
+* s2 SoVITS ``.pth``: ``{"weight": {generator tensors without enc_q.*, fp16}, "config": utils.HParams,
+  "info": "<epoch>epoch_<step>iteration"[, "lora_rank"]}``. v2Pro / v2ProPlus / LoRA files carry two ASCII digits in
+  place of the zip's leading ``PK`` (``05``, ``06``, ``03``, ``04``); the pickled config refers to upstream's class
+  ``utils.HParams`` by name.
+* ERes2NetV2 speaker model: a bare state dict.
+
+Every file is read with torch's weights-only unpickler. The only non-tensor class we allow is upstream's
+``utils.HParams``, mapped to :class:`HParams` below, which merely stores attributes. A pickle that asks for
+anything else (``os.system``, ``builtins.eval``, ...) is refused before any of it runs.
+
+Files are written atomically (temporary file + rename), so an interrupted save never destroys an existing file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import os
+import pickle
+import re
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from .errors import CheckpointError, UnsupportedVersionError
+
+# --------------------------------------------------------------------------------------------------------------
+# Version markers and known files
+# --------------------------------------------------------------------------------------------------------------
+
+ZIP_MAGIC = b"PK"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+#: Two-byte headers that replace ``PK`` in version-stamped SoVITS files -> (symbol version, model version, is_lora).
+HEADER_VERSIONS: dict[bytes, tuple[str, str, bool]] = {
+    b"00": ("v1", "v1", False),
+    b"01": ("v2", "v2", False),
+    b"02": ("v2", "v3", False),
+    b"03": ("v2", "v3", True),
+    b"04": ("v2", "v4", True),
+    b"05": ("v2", "v2Pro", False),
+    b"06": ("v2", "v2ProPlus", False),
+}
+VERSION_HEADERS: dict[str, bytes] = {"v2Pro": b"05", "v2ProPlus": b"06"}
+LORA_HEADERS: dict[str, bytes] = {"v3": b"03", "v4": b"04"}
+
+#: MD5 of the first 8 KiB of the official pretrained SoVITS generators -> (file name, model version).
+OFFICIAL_SOVITS_HASHES: dict[str, tuple[str, str]] = {
+    "dc3c97e17592963677a4a1681f30c653": ("s2G488k.pth", "v1"),
+    "6642b37f3dbb1f76882b69937c95a5f3": ("s2G2333k.pth", "v2"),
+    "43797be674a37c1c83ee81081941ed0f": ("s2Gv3.pth", "v3"),
+    "4f26b9476d0c5033e04162c486074374": ("s2Gv4.pth", "v4"),
+    "c7e9fce2223f3db685cdfa1e6368728a": ("s2Gv2Pro.pth", "v2Pro"),
+    "66b313e39455b57ab1b0bc0b239c9d0a": ("s2Gv2ProPlus.pth", "v2ProPlus"),
+}
+
+SUPPORTED_SOVITS_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+GPT_PREFIX = "model."
+
+# Keys that only exist in SoVITS v3/v4 (CFM + vocoder) generators.
+_V3V4_KEY_PREFIXES = ("cfm.", "bridge.", "wns1.", "linear_mel.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HParams: the stand-in for upstream's pickled config class
+# --------------------------------------------------------------------------------------------------------------
+
+
+class HParams:
+    """Attribute-and-item access mapping, the shape of upstream's ``utils.HParams``.
+
+    Instances keep their entries in ``__dict__`` (as upstream's do) so that pickling one produces the same
+    opcodes upstream produces, and upstream's code can read a config we saved.
+    """
+
+    def __init__(self, **entries: Any):
+        for key, value in entries.items():
+            self[key] = HParams(**value) if isinstance(value, dict) else value
+
+    # mapping protocol
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.__dict__[key]
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.__dict__[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dict__)
+
+    def __len__(self) -> int:
+        return len(self.__dict__)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HParams):
+            return self.__dict__ == other.__dict__
+        return NotImplemented
+
+    def keys(self):
+        return self.__dict__.keys()
+
+    def items(self):
+        return self.__dict__.items()
+
+    def values(self):
+        return self.__dict__.values()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.__dict__.get(key, default)
+
+    def __repr__(self) -> str:
+        return f"HParams({self.__dict__!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict copy (what the rest of gsv_core works with)."""
+        return {k: (v.to_dict() if isinstance(v, HParams) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "HParams":
+        if isinstance(data, HParams):
+            return data
+        return cls(**{k: (v.to_dict() if isinstance(v, HParams) else v) for k, v in data.items()})
+
+
+# Upstream pickles its config as the global "utils.HParams": let the weights-only unpickler build ours instead.
+torch.serialization.add_safe_globals([(HParams, "utils.HParams")])
+
+
+class _OfficialNamePickler(pickle._Pickler):  # the pure-Python pickler lets us choose how a class is named
+    """Pickler that writes :class:`HParams` by upstream's name, ``utils.HParams``."""
+
+    def save_global(self, obj, name=None):  # noqa: D401 - pickle hook
+        if obj is HParams:
+            self.write(pickle.GLOBAL + b"utils\nHParams\n")
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+class _OfficialPickleModule:
+    """The ``pickle_module`` handed to ``torch.save`` for files upstream must be able to read."""
+
+    Pickler = _OfficialNamePickler
+    Unpickler = pickle.Unpickler
+    load = staticmethod(pickle.load)
+    dump = staticmethod(pickle.dump)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Low-level reading
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _describe(path: Path, expected: str) -> str:
+    return f"{path} (expected {expected})"
+
+
+def read_file_bytes(path: str | os.PathLike, expected: str) -> tuple[bytes, bytes]:
+    """Read a checkpoint file, undoing an xz wrapper. Returns ``(original header, bytes torch can load)``."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"File not found: {_describe(p, expected)}")
+    if p.is_dir():
+        raise CheckpointError(f"{_describe(p, expected)} is a folder, not a file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"Cannot read {_describe(p, expected)}: {exc.strerror or exc}") from exc
+    if not data:
+        raise CheckpointError(f"{_describe(p, expected)} is empty (0 bytes)")
+    if data.startswith(XZ_MAGIC):
+        try:
+            data = lzma.decompress(data)
+        except lzma.LZMAError as exc:
+            raise CheckpointError(f"{_describe(p, expected)} is a damaged xz archive: {exc}") from exc
+        if not data:
+            raise CheckpointError(f"{_describe(p, expected)} decompresses to nothing")
+    header = data[:2]
+    if header != ZIP_MAGIC and header in HEADER_VERSIONS:
+        data = ZIP_MAGIC + data[2:]  # version-stamped SoVITS file: restore the zip magic before reading
+    return header, data
+
+
+def safe_torch_load(data: bytes, path: str | os.PathLike, expected: str) -> Any:
+    """``torch.load`` of in-memory bytes with the weights-only unpickler; every failure becomes a CheckpointError."""
+    p = Path(path)
+    if not data.startswith(ZIP_MAGIC) and data[:1] != b"\x80":
+        raise CheckpointError(
+            f"{_describe(p, expected)} is not a PyTorch checkpoint (it starts with bytes {data[:8]!r})"
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        if "Weights only load failed" in msg or "GLOBAL " in msg or "allowlisted" in msg:
+            found = re.search(r"GLOBAL ([\w.]+)", msg) or re.search(r"function (\S+)", msg)
+            culprit = found.group(1) if found else "objects other than tensors and plain data"
+            raise CheckpointError(
+                f"Refusing to load {_describe(p, expected)}: its pickle asks for {culprit}, which model weights never "
+                "need. The file may be malicious; nothing in it was executed."
+            ) from exc
+        raise CheckpointError(f"{_describe(p, expected)} is corrupt or truncated: {msg}") from exc
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{_describe(p, expected)} is corrupt or truncated: {msg}") from exc
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, header: bytes = ZIP_MAGIC, official_names: bool = False) -> Path:
+    """``torch.save`` into memory, replace the leading ``PK`` by ``header``, write via a temporary file + rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    if official_names:
+        torch.save(obj, buf, pickle_module=_OfficialPickleModule, pickle_protocol=2)
+    else:
+        torch.save(obj, buf)
+    data = buf.getvalue()
+    if header != ZIP_MAGIC:
+        if len(header) != 2:
+            raise ValueError("a version header is exactly two bytes")
+        data = header + data[2:]
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def count_parameters(weight: Mapping[str, torch.Tensor], skip_buffers: tuple[str, ...] = ()) -> int:
+    return sum(int(t.numel()) for k, t in weight.items() if not any(s in k for s in skip_buffers))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# GPT (s1)
+# --------------------------------------------------------------------------------------------------------------
+
+GPT_EXPECTED = "a GPT-SoVITS GPT (s1) weights file, *.ckpt"
+_S1_MODEL_FIELDS = ("vocab_size", "phoneme_vocab_size", "embedding_dim", "hidden_dim", "head", "n_layer")
+
+
+@dataclass
+class GPTCheckpoint:
+    path: Path
+    weight: "OrderedDict[str, torch.Tensor]"
+    config: dict[str, Any]
+    info: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return self.config["model"]
+
+    @property
+    def max_sec(self) -> float:
+        return float(self.config.get("data", {}).get("max_sec", 54))
+
+    @property
+    def symbol_version(self) -> str:
+        """v1 for s1longer-era GPTs (512-row phoneme table), else v2 (732 rows)."""
+        rows = self.weight[GPT_PREFIX + "ar_text_embedding.word_embeddings.weight"].shape[0]
+        return "v1" if rows < 732 else "v2"
+
+    def model_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        return OrderedDict((k[len(GPT_PREFIX):], v) for k, v in self.weight.items())
+
+    def num_parameters(self) -> int:
+        return count_parameters(self.weight)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_gpt_checkpoint(path, self.weight, self.config, self.info, extra=self.extra)
+
+
+def load_gpt_checkpoint(path: str | os.PathLike) -> GPTCheckpoint:
+    """Load an exported s1 GPT ``.ckpt`` (or the official pretrained s1 files) without executing pickled code."""
+    p = Path(path)
+    _, data = read_file_bytes(p, GPT_EXPECTED)
+    obj = safe_torch_load(data, p, GPT_EXPECTED)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)} holds a {type(obj).__name__}, not a checkpoint dict")
+    if "weight" not in obj and "state_dict" in obj:
+        raise CheckpointError(
+            f"{p} is a PyTorch-Lightning training checkpoint (logs/.../ckpt), not exported GPT weights; "
+            "use the exported *-e<epoch>.ckpt from the GPT weights folder"
+        )
+    if _is_tensor_dict(obj.get("weight")) and any(k.startswith("enc_p.") for k in obj["weight"]):
+        raise CheckpointError(f"{p} is a SoVITS (s2) weights file, not a GPT (s1) one: choose it as the SoVITS model")
+    missing = [k for k in ("weight", "config") if k not in obj]
+    if missing:
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)} lacks the entries {missing}; found {sorted(map(str, obj))}")
+    weight, config = obj["weight"], obj["config"]
+    if not _is_tensor_dict(weight):
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)}: 'weight' is not a mapping of names to tensors")
+    if not all(k.startswith(GPT_PREFIX) for k in weight):
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)}: weight keys do not start with '{GPT_PREFIX}'")
+    if isinstance(config, HParams):
+        config = config.to_dict()
+    if not isinstance(config, Mapping) or not isinstance(config.get("model"), Mapping):
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)}: 'config' has no 'model' section")
+    absent = [f for f in _S1_MODEL_FIELDS if f not in config["model"]]
+    if absent:
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)}: config['model'] lacks {absent}")
+    if GPT_PREFIX + "ar_text_embedding.word_embeddings.weight" not in weight:
+        raise CheckpointError(f"{_describe(p, GPT_EXPECTED)}: no phoneme embedding in its weights")
+    extra = {k: v for k, v in obj.items() if k not in ("weight", "config", "info")}
+    return GPTCheckpoint(path=p, weight=OrderedDict(weight), config=dict(config), info=str(obj.get("info", "")), extra=extra)
+
+
+def save_gpt_checkpoint(
+    path: str | os.PathLike,
+    state_dict: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    info: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write exported GPT weights as upstream does: fp16 tensors under ``model.``-prefixed keys, config, info."""
+    weight: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, tensor in state_dict.items():
+        name = key if key.startswith(GPT_PREFIX) else GPT_PREFIX + key
+        weight[name] = tensor.detach().to("cpu", torch.float16)
+    payload: OrderedDict[str, Any] = OrderedDict(weight=weight, config=dict(config), info=str(info))
+    payload.update(extra or {})
+    return atomic_torch_save(payload, path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SoVITS (s2)
+# --------------------------------------------------------------------------------------------------------------
+
+SOVITS_EXPECTED = "a GPT-SoVITS SoVITS (s2) weights file, *.pth"
+
+
+@dataclass
+class SoVITSCheckpoint:
+    path: Path
+    header: bytes
+    weight: dict[str, torch.Tensor]
+    config: dict[str, Any]  # plain nested dict
+    info: str
+    model_version: str
+    symbol_version: str
+    official_name: str | None = None
+    config_object: Any = None  # the HParams (or dict) exactly as stored, re-used when saving back
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_pro(self) -> bool:
+        return self.model_version in ("v2Pro", "v2ProPlus")
+
+    def num_parameters(self) -> int:
+        return count_parameters(self.weight, skip_buffers=("quantizer.",))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        cfg = self.config_object if self.config_object is not None else self.config
+        return save_sovits_checkpoint(path, self.weight, cfg, self.info, self.model_version, extra=self.extra)
+
+
+def _first_8k_md5(data: bytes) -> str:
+    return hashlib.md5(data[:8192]).hexdigest()
+
+
+def detect_sovits_version(
+    header: bytes, weight: Mapping[str, torch.Tensor], config: Mapping[str, Any], path: Path | None = None
+) -> tuple[str, str]:
+    """(symbol_version, model_version) from the header, the keys and shapes, and the config, as upstream decides.
+
+    Raises UnsupportedVersionError for v3/v4 and LoRA files and CheckpointError when the signals contradict.
+    """
+    where = str(path) if path else "this SoVITS file"
+    header_info = HEADER_VERSIONS.get(header) if header != ZIP_MAGIC else None
+    cfg_version = str((config.get("model") or {}).get("version") or config.get("version") or "")
+    if header_info and header_info[2]:
+        raise UnsupportedVersionError(
+            f"{where} is a SoVITS {header_info[1]} LoRA file (header {header.decode()!r}); SoVITS v3/v4 are not supported yet"
+        )
+    if (header_info and header_info[1] in ("v3", "v4")) or any(k.startswith(_V3V4_KEY_PREFIXES) for k in weight):
+        ver = header_info[1] if header_info and header_info[1] in ("v3", "v4") else (cfg_version if cfg_version in ("v3", "v4") else "v3/v4")
+        raise UnsupportedVersionError(
+            f"{where} is a SoVITS {ver} model (CFM + vocoder), which is not supported yet; use a v1, v2, v2Pro or v2ProPlus model"
+        )
+    emb = weight.get("enc_p.text_embedding.weight")
+    if emb is None:
+        raise CheckpointError(f"{where} has no enc_p.text_embedding.weight: not SoVITS generator weights")
+    symbol_version = "v1" if emb.shape[0] == 322 else "v2"
+    has_sv = "sv_emb.weight" in weight
+    if header_info:  # version-stamped file: the header is authoritative, the keys must agree
+        model_version = header_info[1]
+        if has_sv != (model_version in ("v2Pro", "v2ProPlus")):
+            raise CheckpointError(
+                f"{where}: header {header.decode()!r} says {model_version} but the weights "
+                f"{'have' if has_sv else 'lack'} the speaker-embedding layer (sv_emb)"
+            )
+        if model_version in ("v2Pro", "v2ProPlus"):
+            symbol_version = "v2"
+        return symbol_version, model_version
+    if has_sv:  # plain zip holding Pro weights (e.g. saved by another tool): decide Pro vs ProPlus
+        if cfg_version in ("v2Pro", "v2ProPlus"):
+            return "v2", cfg_version
+        ups0 = weight.get("dec.ups.0.weight_v", weight.get("dec.ups.0.weight"))
+        kernel = int(ups0.shape[-1]) if ups0 is not None else 16
+        return "v2", ("v2ProPlus" if kernel == 20 else "v2Pro")
+    # v1/v2 are decided by the text-embedding rows alone, as upstream's loaders do.
+    return symbol_version, symbol_version
+
+
+def load_sovits_checkpoint(path: str | os.PathLike) -> SoVITSCheckpoint:
+    """Load exported SoVITS weights (``.pth``, or an xz-compressed ``.pth.xz``) without executing pickled code.
+
+    Also reads the official pretrained generators (``s2G*.pth``, which keep ``enc_q``)."""
+    p = Path(path)
+    header, data = read_file_bytes(p, SOVITS_EXPECTED)
+    if header != ZIP_MAGIC and header not in HEADER_VERSIONS:
+        if header[:1] == b"\x80":
+            pass  # legacy (non-zip) torch pickle
+        else:
+            raise CheckpointError(
+                f"{_describe(p, SOVITS_EXPECTED)}: unknown file header {header!r} (neither a zip nor a GPT-SoVITS "
+                f"version marker {sorted(h.decode() for h in HEADER_VERSIONS)})"
+            )
+    obj = safe_torch_load(data, p, SOVITS_EXPECTED)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)} holds a {type(obj).__name__}, not a checkpoint dict")
+    weight = obj.get("weight")
+    if weight is None and "model" in obj and _is_tensor_dict(obj["model"]):
+        raise CheckpointError(
+            f"{p} is a SoVITS training checkpoint (logs/.../G_*.pth); use the exported weights from the SoVITS weights folder"
+        )
+    if not _is_tensor_dict(weight):
+        raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)}: no 'weight' mapping of tensors")
+    if all(k.startswith(GPT_PREFIX) for k in weight):
+        raise CheckpointError(f"{p} is a GPT (s1) weights file, not a SoVITS one: choose it as the GPT model")
+    config_object = obj.get("config")
+    if isinstance(config_object, HParams):
+        config = config_object.to_dict()
+    elif isinstance(config_object, Mapping):
+        config = {k: (v.to_dict() if isinstance(v, HParams) else v) for k, v in config_object.items()}
+    else:
+        raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)}: no usable 'config' (found {type(config_object).__name__})")
+    if not isinstance(config.get("model"), Mapping) or not isinstance(config.get("data"), Mapping):
+        raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)}: config lacks its 'model' or 'data' section")
+    symbol_version, model_version = detect_sovits_version(header, weight, config, p)
+    official = OFFICIAL_SOVITS_HASHES.get(_first_8k_md5(data if header == ZIP_MAGIC else header + data[2:]))
+    extra = {k: v for k, v in obj.items() if k not in ("weight", "config", "info")}
+    return SoVITSCheckpoint(
+        path=p,
+        header=header,
+        weight=dict(weight),
+        config=config,
+        info=str(obj.get("info", "")),
+        model_version=model_version,
+        symbol_version=symbol_version,
+        official_name=official[0] if official else None,
+        config_object=config_object,
+        extra=extra,
+    )
+
+
+def save_sovits_checkpoint(
+    path: str | os.PathLike,
+    state_dict: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    info: str,
+    model_version: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write exported SoVITS weights as upstream's ``savee`` does.
+
+    Drops every ``enc_q`` tensor, casts to fp16, stores the config as ``utils.HParams`` and stamps the version
+    header of v2Pro (``05``) / v2ProPlus (``06``); v1/v2 files stay plain zips."""
+    if model_version not in SUPPORTED_SOVITS_VERSIONS:
+        raise UnsupportedVersionError(f"cannot write SoVITS {model_version} weights; supported: {SUPPORTED_SOVITS_VERSIONS}")
+    weight = {k: v.detach().to("cpu", torch.float16) for k, v in state_dict.items() if "enc_q" not in k}
+    payload: OrderedDict[str, Any] = OrderedDict()
+    payload["weight"] = weight
+    payload["config"] = HParams.from_mapping(config)
+    payload["info"] = str(info)
+    payload.update(extra or {})
+    header = VERSION_HEADERS.get(model_version, ZIP_MAGIC)
+    return atomic_torch_save(payload, path, header=header, official_names=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Speaker-verification model and generic state dicts
+# --------------------------------------------------------------------------------------------------------------
+
+SV_EXPECTED = "an ERes2NetV2 speaker-verification state dict, e.g. pretrained_eres2netv2w24s4ep4.ckpt"
+
+
+def load_sv_state_dict(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+    p = Path(path)
+    _, data = read_file_bytes(p, SV_EXPECTED)
+    obj = safe_torch_load(data, p, SV_EXPECTED)
+    if isinstance(obj, Mapping) and "state_dict" in obj and _is_tensor_dict(obj["state_dict"]):
+        obj = obj["state_dict"]
+    if not _is_tensor_dict(obj):
+        raise CheckpointError(f"{_describe(p, SV_EXPECTED)}: not a mapping of names to tensors")
+    if "conv1.weight" not in obj or not any(k.startswith("layer1.") for k in obj):
+        raise CheckpointError(f"{_describe(p, SV_EXPECTED)}: keys do not look like ERes2NetV2 (no conv1/layer1)")
+    return OrderedDict(obj)
+
+
+def load_state_dict_file(path: str | os.PathLike, expected: str = "a PyTorch state dict") -> dict[str, Any]:
+    """Safely load any torch-saved mapping (e.g. a pretrained discriminator ``{"weight": ...}``)."""
+    p = Path(path)
+    _, data = read_file_bytes(p, expected)
+    obj = safe_torch_load(data, p, expected)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{_describe(p, expected)} holds a {type(obj).__name__}, not a mapping")
+    return dict(obj)
