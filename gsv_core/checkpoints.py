@@ -304,7 +304,10 @@ def load_gpt_checkpoint(path: str | os.PathLike) -> GPTCheckpoint:
     """Load an exported s1 GPT ``.ckpt`` (or the official pretrained s1 files) without executing pickled code."""
     p = Path(path)
     _, data = read_file_bytes(p, GPT_EXPECTED)
-    obj = safe_torch_load(data, p, GPT_EXPECTED)
+    return _parse_gpt(safe_torch_load(data, p, GPT_EXPECTED), p)
+
+
+def _parse_gpt(obj: Any, p: Path) -> GPTCheckpoint:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{_describe(p, GPT_EXPECTED)} holds a {type(obj).__name__}, not a checkpoint dict")
     if "weight" not in obj and "state_dict" in obj:
@@ -446,7 +449,10 @@ def load_sovits_checkpoint(path: str | os.PathLike) -> SoVITSCheckpoint:
                 f"{_describe(p, SOVITS_EXPECTED)}: unknown file header {header!r} (neither a zip nor a GPT-SoVITS "
                 f"version marker {sorted(h.decode() for h in HEADER_VERSIONS)})"
             )
-    obj = safe_torch_load(data, p, SOVITS_EXPECTED)
+    return _parse_sovits(safe_torch_load(data, p, SOVITS_EXPECTED), header, data, p)
+
+
+def _parse_sovits(obj: Any, header: bytes, data: bytes, p: Path) -> SoVITSCheckpoint:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)} holds a {type(obj).__name__}, not a checkpoint dict")
     weight = obj.get("weight")
@@ -518,7 +524,10 @@ SV_EXPECTED = "an ERes2NetV2 speaker-verification state dict, e.g. pretrained_er
 def load_sv_state_dict(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
     p = Path(path)
     _, data = read_file_bytes(p, SV_EXPECTED)
-    obj = safe_torch_load(data, p, SV_EXPECTED)
+    return _parse_sv(safe_torch_load(data, p, SV_EXPECTED), p)
+
+
+def _parse_sv(obj: Any, p: Path) -> "OrderedDict[str, torch.Tensor]":
     if isinstance(obj, Mapping) and "state_dict" in obj and _is_tensor_dict(obj["state_dict"]):
         obj = obj["state_dict"]
     if not _is_tensor_dict(obj):
@@ -536,3 +545,36 @@ def load_state_dict_file(path: str | os.PathLike, expected: str = "a PyTorch sta
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{_describe(p, expected)} holds a {type(obj).__name__}, not a mapping")
     return dict(obj)
+
+
+ANY_EXPECTED = "a GPT-SoVITS GPT .ckpt, SoVITS .pth, discriminator .pth or ERes2NetV2 speaker checkpoint"
+
+
+def load_any_checkpoint(path: str | os.PathLike) -> GPTCheckpoint | SoVITSCheckpoint | "OrderedDict[str, torch.Tensor]" | dict:
+    """Read a file once and return the matching typed checkpoint (used by ``python -m gsv_core.inspect``).
+
+    Returns a GPTCheckpoint, a SoVITSCheckpoint, an ERes2NetV2 state dict, or the raw mapping of a pretrained
+    discriminator (``{"weight": {"discriminators....": ...}}``)."""
+    p = Path(path)
+    header, data = read_file_bytes(p, ANY_EXPECTED)
+    if header != ZIP_MAGIC and header not in HEADER_VERSIONS and header[:1] != b"\x80":
+        raise CheckpointError(f"{_describe(p, ANY_EXPECTED)}: not a PyTorch checkpoint (starts with {header!r})")
+    obj = safe_torch_load(data, p, ANY_EXPECTED)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{_describe(p, ANY_EXPECTED)} holds a {type(obj).__name__}, not a checkpoint dict")
+    weight = obj.get("weight")
+    if _is_tensor_dict(weight):
+        keys = list(weight)
+        if all(k.startswith(GPT_PREFIX) for k in keys):
+            return _parse_gpt(obj, p)
+        if any(k.startswith("discriminators.") for k in keys):
+            return dict(obj)
+        return _parse_sovits(obj, header, data, p)
+    nested = obj.get("state_dict")
+    if _is_tensor_dict(nested) and all(k.startswith(GPT_PREFIX) for k in nested):
+        return _parse_gpt(obj, p)  # raises the "Lightning training checkpoint" message
+    if _is_tensor_dict(obj.get("model")):
+        return _parse_sovits(obj, header, data, p)  # raises the "SoVITS training checkpoint" message
+    if _is_tensor_dict(obj) or _is_tensor_dict(nested):
+        return _parse_sv(obj, p)
+    raise CheckpointError(f"{_describe(p, ANY_EXPECTED)}: unrecognised contents (top-level keys {sorted(map(str, obj))[:8]})")

@@ -1,0 +1,166 @@
+"""Typed defaults of GSV Playground: the one place every module reads its settings from.
+
+Precedence, lowest first: the defaults below < ``my_config.py`` (the user's file, module-level UPPER_CASE names
+equal to the field names, e.g. ``PORT = 9900``) < environment variables ``GSV_<FIELD>`` (e.g. ``GSV_PORT=9900``,
+``GSV_DEVICE=cpu``) < command-line flags of the launcher/CLIs (applied with :func:`dataclasses.replace`).
+
+Relative paths are resolved against the project root (the folder of this file) unless ``GSV_HOME`` names another
+root, so the app behaves the same whatever the current directory is.
+
+    from config import settings
+    settings.bert_dir  # -> Path(".../pretrained_models/chinese-roberta-wwm-ext-large")
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- model files -------------------------------------------------------------------------------------------
+    pretrained_dir: Path = Path("pretrained_models")
+    bert_dir: Path = Path("pretrained_models/chinese-roberta-wwm-ext-large")
+    hubert_dir: Path = Path("pretrained_models/chinese-hubert-base")
+    sv_path: Path = Path("pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt")
+    g2pw_dir: Path = Path("pretrained_models/G2PWModel")
+    whisper_dir: Path = Path("pretrained_models/faster-whisper")
+    #: folders scanned for GPT (.ckpt) and SoVITS (.pth) weights, upstream's names included so a user can point
+    #: GSV_HOME at an existing GPT-SoVITS folder
+    gpt_weight_dirs: tuple[Path, ...] = (
+        Path("weights/gpt"),
+        Path("GPT_weights_v2ProPlus"),
+        Path("GPT_weights_v2Pro"),
+        Path("GPT_weights_v2"),
+        Path("GPT_weights"),
+    )
+    sovits_weight_dirs: tuple[Path, ...] = (
+        Path("weights/sovits"),
+        Path("SoVITS_weights_v2ProPlus"),
+        Path("SoVITS_weights_v2Pro"),
+        Path("SoVITS_weights_v2"),
+        Path("SoVITS_weights"),
+    )
+    # --- outputs -----------------------------------------------------------------------------------------------
+    output_dir: Path = Path("output")
+    reports_dir: Path = Path("reports")
+    logs_dir: Path = Path("logs")
+    tts_log_csv: Path = Path("logs/tts_log.csv")
+    refaudio_db: Path = Path("refaudio/library.sqlite3")
+    # --- compute -----------------------------------------------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    cpu_threads: int = 0  # 0 = leave torch's default
+    model_memory_budget_gb: float = 8.0  # models beyond this are evicted least-recently-used first
+    # --- text --------------------------------------------------------------------------------------------------
+    use_g2pw: bool = True  # used when its model folder exists; otherwise the pypinyin path with a notice
+    user_dict_path: Path | None = None  # word -> pinyin overrides
+    # --- server ------------------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 9874
+    port_fallback: bool = True  # a busy port moves to the next free one instead of failing
+    share: bool = False
+
+    def __post_init__(self):
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be one of auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if not (0 < self.port < 65536):
+            raise ValueError(f"port must be in 1..65535, not {self.port}")
+
+    def resolved(self, root: Path) -> "Settings":
+        """The same settings with every relative path made absolute under ``root``."""
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                changes[f.name] = value if value.is_absolute() else (root / value)
+            elif isinstance(value, tuple) and value and isinstance(value[0], Path):
+                changes[f.name] = tuple(v if v.is_absolute() else root / v for v in value)
+        return dataclasses.replace(self, **changes)
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def _coerce(name: str, raw: Any, hint: Any) -> Any:
+    """Turn a my_config value or an environment string into the field's type, with a clear error."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is str:
+            return str(raw)
+        if hint is Path:
+            return Path(str(raw)).expanduser()
+        if origin is tuple:  # tuple[Path, ...]: os.pathsep-separated in the environment
+            items = raw.split(os.pathsep) if isinstance(raw, str) else list(raw)
+            return tuple(Path(str(i)).expanduser() for i in items if str(i))
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+            if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+                return None
+            inner = next(a for a in args if a is not type(None))
+            return _coerce(name, raw, inner)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name}: cannot use {raw!r} ({exc})") from exc
+    raise ValueError(f"setting {name}: unsupported type {hint}")
+
+
+def _overrides_from_module(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location("_gsv_my_config", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    names = {f.name for f in dataclasses.fields(Settings)}
+    found: dict[str, Any] = {}
+    for attr in dir(module):
+        if attr.isupper() and attr.lower() in names:
+            found[attr.lower()] = getattr(module, attr)
+        elif attr.isupper() and not attr.startswith("_"):
+            raise ValueError(f"{path}: unknown setting {attr} (known: {', '.join(sorted(n.upper() for n in names))})")
+    return found
+
+
+def load_settings(environ: Mapping[str, str] | None = None, my_config: Path | None = None) -> Settings:
+    """Build the settings from defaults, ``my_config.py`` and ``GSV_*`` environment variables."""
+    environ = os.environ if environ is None else environ
+    root = Path(environ.get("GSV_HOME", PROJECT_ROOT)).expanduser().resolve()
+    hints = _field_types()
+    values: dict[str, Any] = {}
+    module_path = my_config if my_config is not None else Path(environ.get("GSV_MY_CONFIG", PROJECT_ROOT / "my_config.py"))
+    for name, raw in _overrides_from_module(module_path).items():
+        values[name] = _coerce(name, raw, hints[name])
+    for f in dataclasses.fields(Settings):
+        key = "GSV_" + f.name.upper()
+        if key in environ:
+            values[f.name] = _coerce(f.name, environ[key], hints[f.name])
+    return Settings(**values).resolved(root)
+
+
+settings: Settings = load_settings()

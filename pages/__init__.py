@@ -1,0 +1,1 @@
+"""Gradio pages (UI only). Each tab module exposes ``build(settings)`` and calls services, never models."""
