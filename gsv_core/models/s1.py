@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -252,6 +252,13 @@ class LayerStack(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: Called with (step, original row indices, raw logits (B, V) float32) before EOS gating and sampling; returns the
+#: logits to use. Benchmarks fix the token count with it; it must not change the tensor's shape.
+LogitsHook = Callable[[int, list, torch.Tensor], torch.Tensor]
+#: One generator shared by all rows, or one per row (a row's draws then do not depend on its batch neighbours).
+Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+
 @dataclass
 class _RowOutcome:
     generated: torch.Tensor  # every sampled token of the row, the final one (EOS or not) included
@@ -396,9 +403,10 @@ class Text2Semantic(nn.Module):
         prompt: Optional[torch.Tensor],
         params: SamplingParams,
         early_stop_num: int,
-        generator: Optional[torch.Generator],
+        generator: Generators,
         max_steps: int,
         trace: Optional[list],
+        logits_hook: Optional[LogitsHook] = None,
     ) -> list[_RowOutcome]:
         """Prefill ``text`` (B, Tx, D) [+ prompt (B, Tp)] and sample until every row has stopped.
 
@@ -424,6 +432,9 @@ class Text2Semantic(nn.Module):
             tokens[:, :prompt_len] = prompt
         filled = prompt_len
         rows = list(range(batch))  # original row of each current batch row
+        row_generators = None if generator is None or isinstance(generator, torch.Generator) else list(generator)
+        if row_generators is not None and len(row_generators) != batch:
+            raise S1InputError(f"{len(row_generators)} generators for {batch} sequences")
         outcomes: list[Optional[_RowOutcome]] = [None] * batch
 
         hidden = self.h(xy, self.prefill_mask(text_len, prompt_len, text_keep, device), cache)
@@ -434,11 +445,13 @@ class Text2Semantic(nn.Module):
             raw = self.ar_predict_layer(hidden[:, -1])
             if trace is not None:
                 trace.append((list(rows), raw.detach().clone()))
+            if logits_hook is not None:
+                raw = logits_hook(step, list(rows), raw.float())
             eos_allowed = step >= EOS_BLOCKED_STEPS
             logits = (raw if eos_allowed else raw[:, :-1]).float()
             penalised = apply_repetition_penalty(logits, tokens[:, :filled], params.repetition_penalty)
             probs = filtered_probs(penalised, params.temperature, params.top_k, params.top_p)
-            chosen = sample_from_probs(probs, generator)
+            chosen = sample_from_probs(probs, row_generators if row_generators is not None else generator)
             tokens[:, filled] = chosen
             filled += 1
 
@@ -459,6 +472,8 @@ class Text2Semantic(nn.Module):
                     if key_keep is not None:
                         key_keep = key_keep.index_select(0, keep_index)
                     rows = [rows[j] for j in keep]
+                    if row_generators is not None:
+                        row_generators = [row_generators[j] for j in keep]
 
             if (early_stop_num != -1 and filled - prompt_len > early_stop_num) or step == max_steps - 1:
                 for j, row in enumerate(rows):
@@ -474,9 +489,10 @@ class Text2Semantic(nn.Module):
         prompt: Optional[torch.Tensor],
         params: SamplingParams = SamplingParams(),
         early_stop_num: int = -1,
-        generator: Optional[torch.Generator] = None,
+        generator: Generators = None,
         max_steps: int = MAX_DECODE_STEPS,
         trace: Optional[list] = None,
+        logits_hook: Optional[LogitsHook] = None,
     ) -> tuple[torch.Tensor, int]:
         """One sequence, upstream ``infer_panel``'s return convention: ``(y (1, L), idx)``.
 
@@ -491,7 +507,8 @@ class Text2Semantic(nn.Module):
         phones, bert = self._check_item(phones, bert)
         prompt_rows = self._prompt_rows(prompt, 1)
         text = self.embed_text(phones[None], bert[None])
-        outcome = self._decode(text, None, prompt_rows, params, early_stop_num, generator, max_steps, trace)[0]
+        outcome = self._decode(text, None, prompt_rows, params, early_stop_num, generator, max_steps, trace,
+                               logits_hook)[0]
         generated = outcome.generated[:-1] if outcome.hit_eos else outcome.generated
         y = generated if prompt_rows is None else torch.cat([prompt_rows[0], generated])
         if y.numel() == 0:
@@ -507,9 +524,10 @@ class Text2Semantic(nn.Module):
         params: SamplingParams = SamplingParams(),
         early_stop_num: int = -1,
         max_len: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: Generators = None,
         max_steps: int = MAX_DECODE_STEPS,
         trace: Optional[list] = None,
+        logits_hook: Optional[LogitsHook] = None,
     ) -> tuple[list[torch.Tensor], list[int]]:
         """Several sequences decoded together; upstream ``infer_panel_batch_infer``'s ``(y_list, idx_list)``.
 
@@ -521,8 +539,10 @@ class Text2Semantic(nn.Module):
         if len(phones_list) == 0 or len(phones_list) != len(bert_list):
             raise S1InputError(f"got {len(phones_list)} phone sequences but {len(bert_list)} BERT features")
         if prompt is None:
-            results = [self.infer_naive(p, b, None, params, early_stop_num, generator, max_steps, trace)
-                       for p, b in zip(phones_list, bert_list)]
+            gens = _per_item(generator, len(phones_list))
+            results = [self.infer_naive(p, b, None, params, early_stop_num, g, max_steps, trace,
+                                        _shift_hook(logits_hook, i))
+                       for i, (p, b, g) in enumerate(zip(phones_list, bert_list, gens))]
             return [y[0] for y, _ in results], [idx for _, idx in results]
 
         items = [self._check_item(p, b) for p, b in zip(phones_list, bert_list)]
@@ -534,7 +554,8 @@ class Text2Semantic(nn.Module):
         if any(t.shape[0] != width for t in texts):
             lengths = torch.tensor([t.shape[0] for t in texts], device=text.device)
             text_keep = torch.arange(width, device=text.device)[None, :] >= (width - lengths)[:, None]
-        outcomes = self._decode(text, text_keep, prompt_rows, params, early_stop_num, generator, max_steps, trace)
+        outcomes = self._decode(text, text_keep, prompt_rows, params, early_stop_num, generator, max_steps, trace,
+                                logits_hook)
         y_list = [torch.cat([prompt_rows[i], o.generated])[:-1] for i, o in enumerate(outcomes)]
         return y_list, [o.stop_step for o in outcomes]
 
@@ -546,30 +567,51 @@ class Text2Semantic(nn.Module):
         prompt: Optional[torch.Tensor] = None,
         params: SamplingParams = SamplingParams(),
         early_stop_num: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: Generators = None,
         parallel: bool = True,
         max_steps: int = MAX_DECODE_STEPS,
+        logits_hook: Optional[LogitsHook] = None,
     ) -> list[torch.Tensor]:
         """Semantic tokens for each item, exactly the ones upstream's TTS.py hands to SoVITS.
 
         ``phones_list[i]`` (T_i,) ids of prompt text + target text, ``bert_list[i]`` (1024, T_i), ``prompt`` the
         reference's semantic tokens (Tp,) or None (reference-free). ``early_stop_num`` defaults to the checkpoint's
         ``50 * max_sec``. ``parallel`` selects TTS.py's batched decoder (its default); otherwise items are decoded
-        one by one as with parallel inference off. ``generator`` makes sampling reproducible; the items of one
-        call share it, so seed one call per sentence for per-sentence reproducibility.
+        one by one as with parallel inference off. ``generator`` makes sampling reproducible: one generator is
+        shared by the items of the call; a list gives each item its own stream, so an item's tokens do not depend
+        on what it is batched with. ``logits_hook(step, rows, logits)`` may rewrite raw logits (rows are indices
+        into ``phones_list``).
         """
         if early_stop_num is None:
             early_stop_num = self.config.early_stop_num
         if prompt is not None and parallel:
             y_list, idx_list = self.infer_batch(phones_list, bert_list, prompt, params, early_stop_num,
-                                                generator=generator, max_steps=max_steps)
+                                                generator=generator, max_steps=max_steps, logits_hook=logits_hook)
             return [y[-idx:] for y, idx in zip(y_list, idx_list)]
         if len(phones_list) != len(bert_list):
             raise S1InputError(f"got {len(phones_list)} phone sequences but {len(bert_list)} BERT features")
         per_row = prompt is not None and prompt.dim() == 2 and prompt.shape[0] > 1
         out = []
+        gens = _per_item(generator, len(phones_list))
         for i, (phones, bert) in enumerate(zip(phones_list, bert_list)):
             item_prompt = prompt[i] if per_row else prompt
-            y, idx = self.infer_naive(phones, bert, item_prompt, params, early_stop_num, generator, max_steps)
+            y, idx = self.infer_naive(phones, bert, item_prompt, params, early_stop_num, gens[i], max_steps,
+                                      logits_hook=_shift_hook(logits_hook, i))
             out.append(y[0, -idx:])
         return out
+
+
+def _per_item(generator: Generators, count: int) -> list:
+    """The generator each of ``count`` items decoded one by one should use."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return [generator] * count
+    if len(generator) != count:
+        raise S1InputError(f"{len(generator)} generators for {count} sequences")
+    return list(generator)
+
+
+def _shift_hook(hook: Optional[LogitsHook], item: int) -> Optional[LogitsHook]:
+    """A hook for item ``item`` decoded alone: report its original index instead of row 0."""
+    if hook is None:
+        return None
+    return lambda step, rows, logits: hook(step, [item for _ in rows], logits)

@@ -8,7 +8,7 @@ upstream's EOS check happens to look at the penalised logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,19 +93,31 @@ def logits_to_probs(
     return filtered_probs(penalised, temperature=temperature, top_k=top_k, top_p=top_p)
 
 
-def sample_from_probs(probs: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def sample_from_probs(
+    probs: torch.Tensor, generator: Optional[torch.Generator] | Sequence[torch.Generator] = None
+) -> torch.Tensor:
     """Draw one token per row of ``probs`` (B, V) -> (B,) int64 by an exponential race: argmax(p / Exp(1)).
 
     Equivalent to multinomial sampling but without a device-to-host sync. Without ``generator`` the noise comes from
     torch's global RNG with the same shape and dtype as upstream draws it, so ``torch.manual_seed`` reproduces
     upstream's choices. A generator may live on another device than ``probs`` (e.g. a CPU generator for a CUDA
     model): the noise is then drawn there and moved, which makes a seed give the same draws on every device.
+    A sequence of generators, one per row, makes each row's draws independent of the rows decoded beside it (a
+    sentence gives the same tokens alone or in a batch).
     """
     if generator is None:
         noise = torch.empty_like(probs).exponential_(1.0)
-    else:
+    elif isinstance(generator, torch.Generator):
         noise = torch.empty(probs.shape, dtype=probs.dtype, device=generator.device)
         noise = noise.exponential_(1.0, generator=generator).to(probs.device)
+    else:
+        if len(generator) != probs.shape[0]:
+            raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
+        rows = [
+            torch.empty(probs.shape[1:], dtype=probs.dtype, device=g.device).exponential_(1.0, generator=g)
+            for g in generator
+        ]
+        noise = torch.stack(rows).to(probs.device)
     return torch.argmax(probs / noise, dim=-1)
 
 
