@@ -1,0 +1,90 @@
+"""The text front end: user text -> phones (and the pieces the engine synthesises one by one).
+
+Public API::
+
+    from gsv_core.text import text_to_phones, preprocess_text, cut, pre_seg_text, load_user_dict
+
+    result = text_to_phones("重[chong2]新开始[pause=0.5]Hello world", lang="zh", version="v2")
+    result.phones, result.phone_ids, result.norm_text, result.word2ph
+    for item in result.items: ...          # Segment(lang, text, norm_text, phones, phone_ids, word2ph) | Pause
+
+    pieces = preprocess_text(long_text, lang="zh", version="v2", method="cut5")   # one FrontendResult per piece
+    cut(text, "cut1"); pre_seg_text(text, "zh", "cut5"); symbols("v2"); phones_to_ids(phones, "v2")
+
+Languages: ``zh`` (Chinese mixed with English), ``all_zh``, ``auto``, ``en``. Versions: ``v1`` (322-symbol table)
+and every later model version (732 symbols). Errors a user can cause are :class:`TextError` (a ``GSVError``).
+See ``docs/text-frontend.md`` and ``python -m gsv_core.text --help``.
+"""
+from __future__ import annotations
+
+from gsv_core.text.split import (
+    METHODS,
+    SPLIT_MARKS,
+    TextError,
+    cut,
+    merge_short_pieces,
+    pre_seg_text,
+    preprocess_pieces,
+    replace_consecutive_punctuation,
+    split_big_text,
+    split_sentences,
+)
+from gsv_core.text.symbols import phones_to_ids, symbols
+from gsv_core.text.tags import (
+    MAX_PAUSE_SECONDS,
+    Pause,
+    TagError,
+    UserDictError,
+    configured_user_dict,
+    load_user_dict,
+    parse_tags,
+    parse_user_dict,
+)
+from gsv_core.text.frontend import (
+    LANGS,
+    FrontendResult,
+    NothingToReadError,
+    Segment,
+    preprocess_text,
+    text_to_phones,
+)
+
+__all__ = [
+    "LANGS",
+    "METHODS",
+    "SPLIT_MARKS",
+    "MAX_PAUSE_SECONDS",
+    "TextError",
+    "TagError",
+    "UserDictError",
+    "NothingToReadError",
+    "Segment",
+    "Pause",
+    "FrontendResult",
+    "text_to_phones",
+    "preprocess_text",
+    "cut",
+    "pre_seg_text",
+    "preprocess_pieces",
+    "replace_consecutive_punctuation",
+    "split_big_text",
+    "split_sentences",
+    "merge_short_pieces",
+    "symbols",
+    "phones_to_ids",
+    "load_user_dict",
+    "parse_user_dict",
+    "configured_user_dict",
+    "parse_tags",
+    "clean_en",
+    "normalize_en",
+]
+
+
+def __getattr__(name: str):
+    # English helpers are imported lazily (NLTK and inflect take a moment to import)
+    if name in ("clean_en", "normalize_en", "g2p_en"):
+        from gsv_core.text import en
+
+        return getattr(en, name)
+    raise AttributeError(f"module 'gsv_core.text' has no attribute {name!r}")
