@@ -545,8 +545,16 @@ class Text2Semantic(nn.Module):
                        for i, (p, b, g) in enumerate(zip(phones_list, bert_list, gens))]
             return [y[0] for y, _ in results], [idx for _, idx in results]
 
+        prompt_rows = self._prompt_rows(prompt, len(phones_list))
+        outcomes = self._batch_outcomes(phones_list, bert_list, prompt_rows, params, early_stop_num, max_len,
+                                        generator, max_steps, trace, logits_hook)
+        y_list = [torch.cat([prompt_rows[i], o.generated])[:-1] for i, o in enumerate(outcomes)]
+        return y_list, [o.stop_step for o in outcomes]
+
+    def _batch_outcomes(self, phones_list, bert_list, prompt_rows, params, early_stop_num, max_len, generator,
+                        max_steps, trace, logits_hook) -> list[_RowOutcome]:
+        """Left-pad every item's embedded text to a common width and decode all rows together."""
         items = [self._check_item(p, b) for p, b in zip(phones_list, bert_list)]
-        prompt_rows = self._prompt_rows(prompt, len(items))
         width = max([max_len or 0] + [p.shape[0] for p, _ in items])
         texts = [self.embed_text(p[None], b[None])[0] for p, b in items]
         text = torch.stack([F.pad(t, (0, 0, width - t.shape[0], 0)) for t in texts])
@@ -554,10 +562,8 @@ class Text2Semantic(nn.Module):
         if any(t.shape[0] != width for t in texts):
             lengths = torch.tensor([t.shape[0] for t in texts], device=text.device)
             text_keep = torch.arange(width, device=text.device)[None, :] >= (width - lengths)[:, None]
-        outcomes = self._decode(text, text_keep, prompt_rows, params, early_stop_num, generator, max_steps, trace,
-                                logits_hook)
-        y_list = [torch.cat([prompt_rows[i], o.generated])[:-1] for i, o in enumerate(outcomes)]
-        return y_list, [o.stop_step for o in outcomes]
+        return self._decode(text, text_keep, prompt_rows, params, early_stop_num, generator, max_steps, trace,
+                            logits_hook)
 
     @torch.no_grad()
     def generate(
@@ -584,22 +590,26 @@ class Text2Semantic(nn.Module):
         """
         if early_stop_num is None:
             early_stop_num = self.config.early_stop_num
-        if prompt is not None and parallel:
-            y_list, idx_list = self.infer_batch(phones_list, bert_list, prompt, params, early_stop_num,
-                                                generator=generator, max_steps=max_steps, logits_hook=logits_hook)
-            return [y[-idx:] for y, idx in zip(y_list, idx_list)]
-        if len(phones_list) != len(bert_list):
+        if len(phones_list) == 0 or len(phones_list) != len(bert_list):
             raise S1InputError(f"got {len(phones_list)} phone sequences but {len(bert_list)} BERT features")
-        per_row = prompt is not None and prompt.dim() == 2 and prompt.shape[0] > 1
-        out = []
-        gens = _per_item(generator, len(phones_list))
-        for i, (phones, bert) in enumerate(zip(phones_list, bert_list)):
-            item_prompt = prompt[i] if per_row else prompt
-            y, idx = self.infer_naive(phones, bert, item_prompt, params, early_stop_num, gens[i], max_steps,
-                                      logits_hook=_shift_hook(logits_hook, i))
-            out.append(y[0, -idx:])
-        return out
-
+        # Unlike infer_naive / infer_batch (which keep upstream's return conventions for parity), every path here
+        # returns exactly the tokens generated before EOS, or all of them when a limit stopped the row: upstream
+        # drops the first token on an early stop in its naive path and the last one in its batched path.
+        if parallel and prompt is not None:
+            prompt_rows = self._prompt_rows(prompt, len(phones_list))
+            outcomes = self._batch_outcomes(phones_list, bert_list, prompt_rows, params, early_stop_num, None,
+                                            generator, max_steps, None, logits_hook)
+        else:
+            per_row = prompt is not None and prompt.dim() == 2 and prompt.shape[0] > 1
+            gens = _per_item(generator, len(phones_list))
+            outcomes = []
+            for i, (phones, bert) in enumerate(zip(phones_list, bert_list)):
+                item_prompt = None if prompt is None else (prompt[i] if per_row else prompt)
+                rows = self._prompt_rows(item_prompt, 1)
+                outcomes += self._batch_outcomes([phones], [bert], rows, params, early_stop_num, None, gens[i],
+                                                 max_steps, None, _shift_hook(logits_hook, i))
+        tokens = [o.generated[:-1] if o.hit_eos else o.generated for o in outcomes]
+        return [t if t.numel() else t.new_zeros(1) for t in tokens]  # upstream's "bad zero prediction" fallback
 
 def _per_item(generator: Generators, count: int) -> list:
     """The generator each of ``count`` items decoded one by one should use."""

@@ -138,16 +138,23 @@ def test_batched_left_padded(s1_cases):
             _same_tokens(y[-idx:], case.t(f"out_batch_pred_semantic{i}"), f"{case.name} batch pred_semantic{i}")
 
 
-def test_generate_returns_what_tts_hands_to_sovits(s1_cases):
+def test_generate_returns_every_generated_token(s1_cases):
+    """generate() (the engine's entry) returns the tokens generated before EOS, or all of them when a limit stopped
+    the row, on every path; upstream's return conventions drop one token on a limit stop (the first in its naive
+    path, the last in its batched path) and stay available through infer_naive / infer_batch."""
     for case in s1_cases:
         params, early_stop = case.sampling
         phones, berts = case.batch_items()
-        parallel = case.model.generate(phones, berts, case.t("in_prompt"), params, early_stop)
+        prompt = case.t("in_prompt")
+        n_prompt = prompt.numel()
+        sequential = case.model.generate(phones[:1], berts[:1], prompt, params, early_stop, parallel=False)
+        _same_tokens(sequential[0], case.t("out_naive_y")[0, n_prompt:], f"{case.name} generate(sequential)")
+        parallel = case.model.generate(phones, berts, prompt, params, early_stop)
         for i, tokens in enumerate(parallel):
-            _same_tokens(tokens, case.t(f"out_batch_pred_semantic{i}"), f"{case.name} generate(parallel)[{i}]")
-        sequential = case.model.generate(phones[:1], berts[:1], case.t("in_prompt"), params, early_stop,
-                                          parallel=False)
-        _same_tokens(sequential[0], case.t("out_naive_pred_semantic"), f"{case.name} generate(sequential)")
+            upstream = case.t(f"out_batch_y{i}")[n_prompt:]
+            assert tokens.numel() - upstream.numel() in (0, 1), f"{case.name} item {i}: {tokens.numel()} tokens"
+            _same_tokens(tokens[: upstream.numel()], upstream, f"{case.name} generate(parallel)[{i}]")
+        _same_tokens(parallel[0], sequential[0], f"{case.name} parallel vs sequential")
         ref_free = case.model.generate(phones[:1], berts[:1], None, params, early_stop)
         _same_tokens(ref_free[0], case.t("out_reffree_y")[0], f"{case.name} generate(reference-free)")
 
@@ -244,5 +251,6 @@ def test_step_cap_conventions():
     assert idx == MAX_DECODE_STEPS - 1 and y.shape == (1, 3 + MAX_DECODE_STEPS)
     y_list, idx_list = model.infer_batch([phones], [bert], prompt, params)
     assert idx_list == [MAX_DECODE_STEPS - 1] and y_list[0].shape == (3 + MAX_DECODE_STEPS - 1,)
-    tokens = model.generate([phones], [bert], prompt, params, early_stop_num=-1, parallel=False)[0]
-    assert tokens.tolist() == [7] * (MAX_DECODE_STEPS - 1)
+    for parallel in (False, True):  # the engine's entry keeps every generated token on both paths
+        tokens = model.generate([phones], [bert], prompt, params, early_stop_num=-1, parallel=parallel)[0]
+        assert tokens.tolist() == [7] * MAX_DECODE_STEPS

@@ -1,0 +1,138 @@
+"""The one place models live in memory: loaded once by path, shared by every tab and job, evicted LRU.
+
+Every model the engine uses comes from here, keyed by (kind, resolved path). Loading the same key from two threads
+loads it once; a model beyond the memory budget evicts the least-recently-used others (a model still in use by a
+running job stays alive through that job's reference and is freed when it finishes).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..device import resolve_device, resolve_dtype
+from ..errors import GSVError
+from .. import loading
+
+
+def module_bytes(obj: Any) -> int:
+    """Memory held by a model's parameters and buffers (0 for things that are not modules)."""
+    if not isinstance(obj, torch.nn.Module):
+        return 0
+    tensors = list(obj.parameters()) + list(obj.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class Entry:
+    value: Any
+    info: Any
+    nbytes: int
+
+
+class ModelRegistry:
+    def __init__(self, settings: Any = None, device: Optional[str] = None, precision: Optional[str] = None,
+                 budget_gb: Optional[float] = None):
+        if settings is None:
+            from config import settings as default_settings
+
+            settings = default_settings
+        self.settings = settings
+        self.device = resolve_device(device or settings.device)
+        self.dtype = resolve_dtype(precision or settings.precision, self.device)
+        self.budget_bytes = int((settings.model_memory_budget_gb if budget_gb is None else budget_gb) * 2**30)
+        self._entries: "OrderedDict[tuple[str, str], Entry]" = OrderedDict()
+        self._lock = threading.RLock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self.loads = 0  # how many times a model was actually read from disk (tests and the UI show it)
+
+    # -- generic -----------------------------------------------------------------------------------------------
+
+    def _get(self, kind: str, path: Path, loader: Callable[[], tuple[Any, Any]]) -> Entry:
+        key = (kind, str(path))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # one loader per key; others wait for it instead of loading a second copy
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    return entry
+            # Callers may be inside torch.inference_mode(); parameters created there would be inference tensors
+            # (no version counter: weight-norm caches never hit; unusable for training). Load outside it.
+            with torch.inference_mode(False):
+                value, info = loader()
+            entry = Entry(value, info, module_bytes(value))
+            with self._lock:
+                self.loads += 1
+                self._entries[key] = entry
+                self._evict(keep=key)
+                self._loading.pop(key, None)
+            return entry
+
+    def _evict(self, keep: tuple[str, str]) -> None:
+        total = sum(e.nbytes for e in self._entries.values())
+        for key in list(self._entries):
+            if total <= self.budget_bytes:
+                break
+            if key == keep:
+                continue
+            total -= self._entries.pop(key).nbytes
+
+    def loaded(self) -> list[tuple[str, str, int]]:
+        """(kind, path, bytes) of every resident model, least recently used first."""
+        with self._lock:
+            return [(k[0], k[1], e.nbytes) for k, e in self._entries.items()]
+
+    def resident_bytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    def unload(self, kind: Optional[str] = None) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if kind is None or k[0] == kind]:
+                del self._entries[key]
+
+    # -- models ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _resolve(path: Any, what: str) -> Path:
+        if path is None or str(path).strip() == "":
+            raise GSVError(f"No {what} was chosen")
+        return Path(path).expanduser().resolve()
+
+    def gpt(self, path: Any):
+        p = self._resolve(path, "GPT weights (.ckpt)")
+        e = self._get("gpt", p, lambda: loading.load_gpt(p, self.device, self.dtype))
+        return e.value, e.info
+
+    def sovits(self, path: Any):
+        p = self._resolve(path, "SoVITS weights (.pth)")
+        e = self._get("sovits", p, lambda: loading.load_sovits(p, self.device, self.dtype))
+        return e.value, e.info
+
+    def _feature_model(self, kind: str, path: Any, default: Path, load: Callable, download_item: str):
+        p = Path(path).expanduser().resolve() if path else Path(default)
+        if not p.exists():
+            raise GSVError(
+                f"The {kind} model is missing: {p} does not exist. Run `python -m gsv_core.download {download_item}` "
+                f"or point {kind.upper()}_DIR/SV_PATH in my_config.py at your copy."
+            )
+        return self._get(kind, p, lambda: (load(p, self.device, self.dtype), None)).value
+
+    def bert(self, folder: Any = None):
+        return self._feature_model("bert", folder, self.settings.bert_dir, loading.load_bert, "bert")
+
+    def hubert(self, folder: Any = None):
+        return self._feature_model("hubert", folder, self.settings.hubert_dir, loading.load_hubert, "hubert")
+
+    def speaker(self, path: Any = None):
+        return self._feature_model("sv", path, self.settings.sv_path, loading.load_speaker_encoder, "sv")
