@@ -61,6 +61,9 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
     cpu_threads: int = 0  # 0 = leave torch's default
+    #: CPU only: run the GPT in bf16 with weight-only int8 projections (about 2-4x faster decoding than fp32;
+    #: tokens may differ slightly from upstream's fp32 numerics, so it is off by default)
+    gpt_int8: bool = False
     model_memory_budget_gb: float = 8.0  # models beyond this are evicted least-recently-used first
     # --- text --------------------------------------------------------------------------------------------------
     use_g2pw: bool = True  # used when its model folder exists; otherwise the pypinyin path with a notice

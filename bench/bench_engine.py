@@ -198,6 +198,7 @@ def main() -> int:
     ap.add_argument("--upstream", default=str(SHARED / "upstream-cpu" / "summary.json"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--gpt-int8", action="store_true", help="CPU: GPT in bf16 with weight-only int8 projections")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="write the figures here")
@@ -217,7 +218,8 @@ def main() -> int:
         t0 = time.perf_counter()
         paths = build_models(workload, Path(tmp))
         print(f"built and saved official-size random models in {time.perf_counter() - t0:.1f} s", flush=True)
-        settings = load_settings(environ={"GSV_HOME": tmp, "GSV_USE_G2PW": "0"}, my_config=Path(tmp) / "none.py")
+        env = {"GSV_HOME": tmp, "GSV_USE_G2PW": "0", "GSV_GPT_INT8": "1" if args.gpt_int8 else "0"}
+        settings = load_settings(environ=env, my_config=Path(tmp) / "none.py")
         registry = ModelRegistry(settings, device=args.device, precision=args.precision, budget_gb=64)
         engine = TTSEngine(registry, bert_dir=paths["bert"], hubert_dir=paths["hubert"], sv_path=paths["sv"],
                            log_path=None)
@@ -232,7 +234,7 @@ def main() -> int:
             print(f"run {i + 1}/{args.repeats} done", flush=True)
         ours = summarise(runs)
         ours["peak_rss_mib"] = peak_rss_mib()
-    meta = {"device": str(registry.device), "dtype": str(registry.dtype), "threads": torch.get_num_threads(),
+    meta = {"device": str(registry.device), "dtype": str(registry.dtype), "gpt_int8": args.gpt_int8, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
             "tokens": sum(t["semantic_tokens"] for t in workload["targets"])}
     table = [
@@ -250,7 +252,8 @@ def main() -> int:
         for k, v in json.loads(Path(args.upstream).read_text()).get("aggregate", {}).items():
             if isinstance(v, dict) and "median" in v:
                 up_flat[k] = v["median"]
-    print(f"\nworkload {workload['name']} on {meta['device']} {meta['dtype']}, {meta['threads']} threads, "
+    print(f"\nworkload {workload['name']} on {meta['device']} {meta['dtype']}"
+          f"{' (GPT int8 weights, bf16 activations)' if args.gpt_int8 else ''}, {meta['threads']} threads, "
           f"{args.repeats} runs (median)")
     print(f"{'metric':34s} {'ours':>10s} {'upstream':>10s} {'ratio':>7s}")
     for label, key, up_key in table:

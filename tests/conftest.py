@@ -36,3 +36,33 @@ def _torch_threads():
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory, parity_dir):
+    """Pipeline-shaped tiny feature models and reference wavs, built once per test session.
+
+    BERT has hidden size 1024 and HuBERT 768 (the widths the fixture GPT/SoVITS expect); the speaker model is a
+    small ERes2NetV2 whose forward3 still yields the 20480 values v2Pro/v2ProPlus need."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from gsv_core.models.sv import ERes2NetV2
+    from helpers.tiny_models import build_tiny_bert, build_tiny_hubert
+
+    tmp = tmp_path_factory.mktemp("tiny_assets")
+    torch.manual_seed(0)
+    sv = ERes2NetV2(baseWidth=8, scale=2, expansion=16, m_channels=16, num_blocks=[1, 1, 1, 1]).eval()
+    torch.save(sv.state_dict(), tmp / "sv.ckpt")
+    inputs = np.load(parity_dir / "s2_inputs.npz")
+    sf.write(tmp / "ref.wav", inputs["wav32"], 32000)
+    sf.write(tmp / "aux.wav", inputs["wav32_b"], 32000)
+    return {
+        "bert": build_tiny_bert(tmp / "bert"),
+        "hubert": build_tiny_hubert(tmp / "hubert"),
+        "sv": tmp / "sv.ckpt",
+        "ref": tmp / "ref.wav",
+        "aux": tmp / "aux.wav",
+        "dir": tmp,
+    }

@@ -17,8 +17,6 @@ import torch
 from config import load_settings
 from gsv_core.engine import Cancelled, ModelRegistry, RequestError, SynthesisRequest, TTSEngine
 from gsv_core.errors import AudioError, GSVError, ModelMismatchError
-from gsv_core.models.sv import ERes2NetV2
-from helpers.tiny_models import build_tiny_bert, build_tiny_hubert
 
 TEXT = "今天天气很好。我们去公园散步吧！这是一个测试句子。"
 REF_TEXT = "你早上好，这是参考声音。"
@@ -26,19 +24,13 @@ TOKENS = 20  # per fragment: random GPT weights rarely emit EOS, so every test c
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, parity_dir):
+def env(tmp_path_factory, parity_dir, tiny_assets):
     tmp = tmp_path_factory.mktemp("engine")
-    bert = build_tiny_bert(tmp / "bert")
-    hubert = build_tiny_hubert(tmp / "hubert")
-    torch.manual_seed(0)
-    sv = ERes2NetV2(baseWidth=8, scale=2, expansion=16, m_channels=16, num_blocks=[1, 1, 1, 1]).eval()
-    torch.save(sv.state_dict(), tmp / "sv.ckpt")  # forward3 gives 16*8*16*10 = 20480 values, as the real model
-    inputs = np.load(parity_dir / "s2_inputs.npz")
-    sf.write(tmp / "ref.wav", inputs["wav32"], 32000)
-    sf.write(tmp / "aux.wav", inputs["wav32_b"], 32000)
+    for name in ("ref", "aux"):
+        (tmp / f"{name}.wav").write_bytes(tiny_assets[name].read_bytes())
     settings = load_settings(environ={"GSV_HOME": str(tmp)}, my_config=tmp / "none.py")
-    engine = TTSEngine(ModelRegistry(settings, device="cpu", precision="fp32"), bert_dir=bert, hubert_dir=hubert,
-                       sv_path=tmp / "sv.ckpt", log_path=tmp / "tts_log.csv")
+    engine = TTSEngine(ModelRegistry(settings, device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
+                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp / "tts_log.csv")
     return {"engine": engine, "tmp": tmp, "dir": parity_dir}
 
 

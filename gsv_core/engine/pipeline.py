@@ -232,7 +232,7 @@ class TTSEngine:
             else:
                 bert = frag.bert
             phones.append(ids.to(self.registry.device))
-            berts.append(bert.to(self.registry.device, self.registry.dtype))
+            berts.append(bert.to(self.registry.device, job0.gpt.bert_proj.weight.dtype))  # int8 mode runs in bf16
         generators = [torch.Generator().manual_seed(frag.seed) for _, frag in batch]
         params = SamplingParams(top_k=r.top_k, top_p=r.top_p, temperature=r.temperature,
                                 repetition_penalty=r.repetition_penalty)

@@ -42,6 +42,8 @@ class ModelRegistry:
 
             settings = default_settings
         self.settings = settings
+        if getattr(settings, "cpu_threads", 0) > 0:
+            torch.set_num_threads(int(settings.cpu_threads))
         self.device = resolve_device(device or settings.device)
         self.dtype = resolve_dtype(precision or settings.precision, self.device)
         self.budget_bytes = int((settings.model_memory_budget_gb if budget_gb is None else budget_gb) * 2**30)
@@ -111,7 +113,17 @@ class ModelRegistry:
 
     def gpt(self, path: Any):
         p = self._resolve(path, "GPT weights (.ckpt)")
-        e = self._get("gpt", p, lambda: loading.load_gpt(p, self.device, self.dtype))
+        int8 = bool(getattr(self.settings, "gpt_int8", False)) and self.device.type == "cpu"
+
+        def load():
+            if not int8:
+                return loading.load_gpt(p, self.device, self.dtype)
+            from ..models.quant import quantize_gpt_int8
+
+            model, info = loading.load_gpt(p, self.device, torch.bfloat16)
+            return quantize_gpt_int8(model), info
+
+        e = self._get("gpt-int8" if int8 else "gpt", p, load)
         return e.value, e.info
 
     def sovits(self, path: Any):

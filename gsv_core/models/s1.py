@@ -24,6 +24,7 @@ from gsv_core.models.sampling import SamplingParams, apply_repetition_penalty, f
 BERT_DIM = 1024  # upstream hard-codes the BERT feature width, whatever BERT is used
 SEMANTIC_HZ = 50  # TTS.py uses early_stop_num = 50 * max_sec (tokens are 25 Hz, so the 1500-step cap binds first)
 MAX_DECODE_STEPS = 1500  # 60 s of 25 Hz tokens
+INITIAL_DECODE_CAPACITY = 384  # decoding steps the KV cache holds before it first grows
 EOS_BLOCKED_STEPS = 11  # upstream forces at least ~0.4 s of speech before EOS may win
 
 
@@ -189,9 +190,16 @@ class KVCache:
         self.length += steps
 
     def keep_rows(self, rows: torch.Tensor) -> None:
-        """Drop finished sequences: keep batch rows ``rows`` (1-D index tensor on the cache's device)."""
-        self.keys = self.keys.index_select(1, rows)
-        self.values = self.values.index_select(1, rows)
+        """Drop finished sequences: keep batch rows ``rows`` (1-D index tensor on the cache's device).
+
+        Only the filled positions are copied: the capacity beyond ``length`` holds nothing yet."""
+        for name in ("keys", "values"):
+            old = getattr(self, name)
+            shape = list(old.shape)
+            shape[1] = rows.numel()
+            new = old.new_empty(shape)
+            new[:, :, :, : self.length] = old[:, :, :, : self.length].index_select(1, rows)
+            setattr(self, name, new)
 
 
 class FusedSelfAttention(nn.Module):
@@ -208,7 +216,8 @@ class FusedSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
         batch, length, dim = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        int8 = getattr(self, "in_proj_int8", None)  # set by gsv_core.models.quant (CPU int8 decoding)
+        qkv = int8(x) if int8 is not None else F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if cache is not None:
             k, v = cache.write(layer, k, v)
@@ -423,7 +432,10 @@ class Text2Semantic(nn.Module):
 
         xy = text if prompt is None else torch.cat([text, self.embed_audio(prompt)], dim=1)
         seq_len = text_len + prompt_len
-        cache = KVCache(cfg.num_layers, batch, cfg.num_heads, cfg.head_dim, seq_len + budget, device, xy.dtype)
+        # Start with room for a typical sentence; the cache doubles when a row runs longer (rare), which beats
+        # allocating (and copying on every finished row) the full early-stop budget of 2700 steps.
+        capacity = seq_len + min(budget, INITIAL_DECODE_CAPACITY)
+        cache = KVCache(cfg.num_layers, batch, cfg.num_heads, cfg.head_dim, capacity, device, xy.dtype)
         key_keep = None
         if text_keep is not None:
             key_keep = F.pad(text_keep, (0, prompt_len + budget), value=True)
