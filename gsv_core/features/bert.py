@@ -39,6 +39,7 @@ class BertPhoneFeatures(nn.Module):
             self.model = AutoModelForMaskedLM.from_pretrained(str(folder), local_files_only=True).float().eval()
         except (OSError, ValueError, KeyError) as err:
             raise CheckpointError(f"cannot load BERT from {folder}: {err}") from None
+        self._trim()
         self.folder = folder
         self.max_batch = max_batch
         self.hidden_size = int(self.model.config.hidden_size)
@@ -71,9 +72,29 @@ class BertPhoneFeatures(nn.Module):
                 if n > self.max_tokens:
                     raise GSVError(f"text too long for BERT ({len(text)} characters, at most {self.max_tokens - 2})")
             enc = {k: v.to(self._param.device) for k, v in enc.items()}
-            hidden = self.model(**enc, output_hidden_states=True).hidden_states[LAYER]
+            hidden = self._hidden_layer(enc)
             out.extend(hidden[i, :n] for i, n in enumerate(lengths))
         return out
+
+    def _hidden_layer(self, enc: dict) -> Tensor:
+        """``hidden_states[LAYER]`` of the full model (see ``_trim``)."""
+        if self._encoder is not None:
+            return self._encoder(**enc).last_hidden_state
+        return self.model(**enc, output_hidden_states=True).hidden_states[LAYER]
+
+    def _trim(self) -> None:
+        """Keep only what ``hidden_states[LAYER]`` depends on.
+
+        The features are the output of layer L-2 of L: the last two layers and the masked-LM head (about as much
+        work per token as two more layers) never contribute. Dropping them once at load gives the same numbers
+        for roughly 15 % less work with the 24-layer model."""
+        bert = getattr(self.model, "bert", None)
+        layers = getattr(getattr(bert, "encoder", None), "layer", None)
+        object.__setattr__(self, "_encoder", None)  # a plain reference, not a second registered submodule
+        if bert is None or layers is None or len(layers) + 1 + LAYER <= 0:
+            return
+        bert.encoder.layer = layers[: len(layers) + 1 + LAYER]  # hidden_states = embeddings + one per layer
+        object.__setattr__(self, "_encoder", bert)
 
     def phone_features_batch(self, items: Sequence[tuple[str, Sequence[int]]]) -> list[Tensor]:
         """For each (norm_text, word2ph): [hidden, sum(word2ph)], row i of the text repeated word2ph[i] times."""
