@@ -204,3 +204,17 @@ def test_bad_inputs_give_clear_errors(env, tmp_path):
                         log_path=None)
     with pytest.raises(GSVError, match="gsv_core.download bert"):
         missing.synthesize(_request(env, text="完全不同的句子。"))
+
+
+def test_bf16_engine_with_int8_gpt(tmp_path, parity_dir, tiny_assets):
+    """The fast CPU profile (PRECISION=bf16, GPT_INT8) runs every model in bf16 and gives finite audio."""
+    settings = load_settings(environ={"GSV_HOME": str(tmp_path), "GSV_GPT_INT8": "1"}, my_config=tmp_path / "n.py")
+    engine = TTSEngine(ModelRegistry(settings, device="cpu", precision="bf16"), bert_dir=tiny_assets["bert"],
+                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=None)
+    req = SynthesisRequest(text=TEXT, ref_audio=str(tiny_assets["ref"]), ref_text=REF_TEXT,
+                           gpt_path=parity_dir / "s1_v2.ckpt", sovits_path=parity_dir / "s2_v2ProPlus.pth.xz",
+                           seed=5, split_method="cut5", max_tokens=TOKENS)
+    result = engine.synthesize(req)
+    assert engine.registry.dtype == torch.bfloat16
+    assert result.audio.dtype == np.float32 and np.isfinite(result.audio).all() and result.audio.std() > 0
+    assert len(result.audio) == sum(2 * f.tokens * 640 + int(32000 * f.pause_after) for f in result.fragments)
