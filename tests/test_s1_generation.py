@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from gsv_core.loading import load_gpt
+from gsv_core.models.s1 import fixed_length_hook
 from gsv_core.models.sampling import SamplingParams
 
 EOS = 1024
@@ -17,26 +18,12 @@ def _inputs(parity_dir):
     return gpt, torch.from_numpy(io["in_phones"]), torch.from_numpy(io["in_bert"]), torch.from_numpy(io["in_prompt"])
 
 
-def fixed_length_hook(n_tokens: list[int]):
-    """The benchmark workload's EOS control: exactly n tokens, then EOS."""
-    def hook(step, rows, logits):
-        logits = logits.clone()
-        for j, row in enumerate(rows):
-            if step < n_tokens[row]:
-                logits[j, EOS] = float("-inf")
-            else:
-                logits[j] = float("-inf")
-                logits[j, EOS] = 0.0
-        return logits
-    return hook
-
-
 def test_per_row_generators_make_a_sentence_independent_of_its_batch(parity_dir):
     gpt, phones, bert, prompt = _inputs(parity_dir)
     params = SamplingParams(top_k=15, temperature=1.0)
     # Sequences end on EOS (forced after 25 tokens): on an early-stop cut upstream's naive and batched paths keep
     # different ends of the sequence, a quirk we reproduce and the engine never meets (early stop = 2700 tokens).
-    hook = fixed_length_hook([25, 25])
+    hook = fixed_length_hook([25, 25], EOS)
 
     def run(items, seeds, parallel=True):
         return gpt.generate([phones] * items, [bert] * items, prompt, params, early_stop_num=-1, parallel=parallel,
@@ -56,6 +43,6 @@ def test_logits_hook_fixes_token_counts(parity_dir):
     for parallel in (True, False):
         out = gpt.generate([phones, phones[:-3]], [bert, bert[:, :-3]], prompt, SamplingParams(), early_stop_num=-1,
                            generator=torch.Generator().manual_seed(0), parallel=parallel,
-                           logits_hook=fixed_length_hook(counts))
+                           logits_hook=fixed_length_hook(counts, EOS))
         assert [t.numel() for t in out] == counts, parallel
         assert all(int(t.max()) < EOS for t in out)

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import GSVError
 from ..loading import check_pairing
+from ..models.s1 import fixed_length_hook
 from ..models.sampling import SamplingParams
 from .reference import SOVITS_RATE, ReferenceCache
 from .registry import ModelRegistry
@@ -243,7 +244,7 @@ class TTSEngine:
             limit = min(limit, r.max_tokens - 1)
         hook = None
         if self.fixed_token_count is not None:
-            hook = _fixed_length_hook([self.fixed_token_count(frag.text) for _, frag in batch], job0.gpt.config.eos)
+            hook = fixed_length_hook([self.fixed_token_count(frag.text) for _, frag in batch], job0.gpt.config.eos)
         tokens = job0.gpt.generate(phones, berts, prompt, params, early_stop_num=limit, generator=generators,
                                    parallel=r.parallel, logits_hook=hook)
         elapsed = time.perf_counter() - t0
@@ -284,22 +285,6 @@ class TTSEngine:
         )
         self.log.append(result, device=str(self.registry.device), dtype=str(self.registry.dtype).replace("torch.", ""))
         return result
-
-
-def _fixed_length_hook(counts: list[int], eos: int):
-    """Logits hook forcing row i to emit exactly counts[i] tokens and then EOS (benchmark workload rule)."""
-
-    def hook(step: int, rows: list, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.clone()
-        for j, row in enumerate(rows):
-            if step < counts[row]:
-                logits[j, eos] = float("-inf")
-            else:
-                logits[j] = float("-inf")
-                logits[j, eos] = 0.0
-        return logits
-
-    return hook
 
 
 def _peak_guard(audio: np.ndarray) -> np.ndarray:

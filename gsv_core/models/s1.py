@@ -623,6 +623,25 @@ class Text2Semantic(nn.Module):
         tokens = [o.generated[:-1] if o.hit_eos else o.generated for o in outcomes]
         return [t if t.numel() else t.new_zeros(1) for t in tokens]  # upstream's "bad zero prediction" fallback
 
+def fixed_length_hook(counts: Sequence[int], eos: int) -> LogitsHook:
+    """A logits hook making row i emit exactly ``counts[i]`` tokens, then EOS.
+
+    This is the shared benchmark workload's rule (EOS impossible before the count, the only choice at it), so two
+    implementations do identical work whatever their random weights predict."""
+
+    def hook(step: int, rows: list, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.clone()
+        for j, row in enumerate(rows):
+            if step < counts[row]:
+                logits[j, eos] = float("-inf")
+            else:
+                logits[j] = float("-inf")
+                logits[j, eos] = 0.0
+        return logits
+
+    return hook
+
+
 def _per_item(generator: Generators, count: int) -> list:
     """The generator each of ``count`` items decoded one by one should use."""
     if generator is None or isinstance(generator, torch.Generator):
