@@ -33,13 +33,18 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = WNConv1d(1024, 1, 3, 1, padding=1)
 
     def forward(self, x: torch.Tensor):
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
+        return _conv_stack(self.convs, self.conv_post, x)
+
+
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor):
+    """LeakyReLU after every conv, then the output conv: (flattened scores, every feature map for the FM loss)."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
         fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+    x = post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
 
 
 class PeriodDiscriminator(nn.Module):
@@ -61,13 +66,7 @@ class PeriodDiscriminator(nn.Module):
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), "reflect")
         x = x.view(b, c, -1, self.period)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(self.convs, self.conv_post, x)
 
 
 class MultiPeriodDiscriminator(nn.Module):
