@@ -58,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     port = choose_port(settings.host, settings.port, settings.port_fallback)
     if port != settings.port:
         print(f"port {settings.port} is busy; using {port}", file=sys.stderr)
-    from pages.app import build_app
+    from pages.app import build_app, launch_kwargs
 
     app = build_app(settings)
-    app.queue().launch(server_name=settings.host, server_port=port, share=settings.share, inbrowser=False)
+    print(f"GSV Playground on http://{settings.host}:{port}", file=sys.stderr)
+    app.queue().launch(server_name=settings.host, server_port=port, share=settings.share, inbrowser=False,
+                       **launch_kwargs())
     return 0
 
 

@@ -1,29 +1,58 @@
-"""Assemble the one Gradio app with its five tabs."""
+"""Assemble the one Gradio app with its five tabs, all sharing one set of services (one engine, one model registry)."""
 from __future__ import annotations
+
+import importlib.util
+from typing import Any, Optional
 
 import gradio as gr
 
 from config import Settings
 
-# What each tab will hold, shown until the tab's own issue lands (no fake controls in the meantime).
-PLANNED = {
-    "TTS": "Synthesis with GPT + SoVITS weights, reference audio, sampling parameters, side-by-side A/B of two "
-    "model pairs, streaming, history and CSV batch export.",
-    "ASR": "faster-whisper transcription of a file or folder into a GPT-SoVITS .list, CSV or SRT, with a table to "
-    "proofread the text.",
-    "Finetune": "One-click data cleaning, feature extraction and SoVITS/GPT finetuning, with checkpoints ranked by "
-    "the Eval loop.",
-    "Eval": "TTS → ASR → CER/WER, speaker similarity, RTF → report comparing baseline and finetuned models; blind "
-    "A/B and MOS listening tests.",
-    "RefAudio": "A reference-audio library with parameter sweeps, scoring and saved voice presets.",
-}
+from .common import planned_tab
+from .services import Services
+from .tts import build_tts_tab
+
+CSS = """
+body, .gradio-container { font-family: "Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", sans-serif; }
+"""
 
 
-def build_app(settings: Settings) -> gr.Blocks:
+def _asr_parts() -> tuple[Optional[Any], Optional[Any]]:
+    """(build_asr_tab, AsrService) once the ASR tab has landed, else (None, None)."""
+    try:
+        if importlib.util.find_spec("pages.asr") is None or importlib.util.find_spec("eval.asr") is None:
+            return None, None
+    except ModuleNotFoundError:
+        return None, None
+    from eval import asr as asr_module
+
+    from .asr import build_asr_tab
+
+    return build_asr_tab, asr_module.ASRService
+
+
+def build_app(settings: Settings, services: Optional[Services] = None) -> gr.Blocks:
+    build_asr_tab, asr_service_cls = _asr_parts()
+    if services is None:
+        asr = asr_service_cls.from_settings(settings) if asr_service_cls is not None else None
+        services = Services(settings, asr=asr)
     with gr.Blocks(title="GSV Playground") as app:
         gr.Markdown("# GSV Playground\nGPT-SoVITS 语音克隆工作台 · voice-cloning workbench")
         with gr.Tabs():
-            for name, description in PLANNED.items():
+            with gr.Tab("TTS", id="tts"):
+                build_tts_tab(services)
+            with gr.Tab("ASR", id="asr"):
+                if build_asr_tab is not None and services.asr is not None:
+                    build_asr_tab(settings, services.asr)
+                else:
+                    planned_tab("ASR")
+            for name in ("Finetune", "Eval", "RefAudio"):
                 with gr.Tab(name, id=name.lower()):
-                    gr.Markdown(f"**{name}** — coming soon: {description}")
+                    planned_tab(name)
+    app.gsv_services = services  # tests and the launcher reach the shared services here
     return app
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """Arguments every launch of the app uses (the CJK font stack lives in the CSS)."""
+    return {"css": CSS}

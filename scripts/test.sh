@@ -4,14 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests use (installed only when missing; needs root or sudo).
-APT_PACKAGES=()
+# System packages the tests use (installed only when missing; needs root or sudo):
+# chromium + fonts-wqy-microhei for the browser tests (Chinese must render), espeak-ng and sox to make test speech,
+# ffmpeg for Gradio's streamed audio output.
+APT_PACKAGES=(chromium fonts-wqy-microhei espeak-ng sox ffmpeg)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+      echo "error: missing system packages ${missing[*]} and no root/sudo to install them" >&2; exit 1
+    fi
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

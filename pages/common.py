@@ -1,0 +1,62 @@
+"""UI helpers shared by the tabs: user errors shown as readable messages, and the one-line placeholders of tabs
+whose issue has not landed yet."""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import traceback
+
+import gradio as gr
+
+from gsv_core.errors import GSVError
+
+log = logging.getLogger("gsv.pages")
+
+#: what each tab will hold, shown until the tab's own issue lands (no fake controls in the meantime)
+PLANNED = {
+    "Finetune": "One-click data cleaning, feature extraction and SoVITS/GPT finetuning, with checkpoints ranked by "
+    "the Eval loop.",
+    "Eval": "TTS → ASR → CER/WER, speaker similarity, RTF → report comparing baseline and finetuned models; blind "
+    "A/B and MOS listening tests.",
+    "RefAudio": "A reference-audio library with parameter sweeps, scoring and saved voice presets.",
+    "ASR": "faster-whisper transcription of a file or folder into a GPT-SoVITS .list, CSV or SRT, with a table to "
+    "proofread the text.",
+}
+
+
+def planned_tab(name: str) -> None:
+    gr.Markdown(f"**{name}** — coming with its issue: {PLANNED[name]}")
+
+
+def _as_gr_error(exc: BaseException) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, GSVError):
+        return gr.Error(str(exc), duration=None, title="Cannot do that")
+    log.error("unexpected error in a UI action:\n%s", traceback.format_exc())
+    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}). The app keeps running; the details are in "
+                    "the server log.", duration=None, title="Internal error")
+
+
+def user_errors(fn):
+    """Turn GSVErrors (and anything unexpected) raised by an action into a message shown in the page (and an error
+    with the same text for API clients); the app keeps serving. Works for plain functions and generators."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, logged when unexpected
+                raise _as_gr_error(exc) from exc
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise _as_gr_error(exc) from exc
+
+    return wrapper

@@ -1,0 +1,443 @@
+"""The services the app's tabs share, created once per app: the TTS engine (one model registry for every tab),
+weight-file listing from the config's folders, the generation history and batch jobs.
+
+No gradio here: everything a CLI or a test would need lives in this module; ``pages/tts.py`` only wires it to
+widgets. Every user-caused failure is a :class:`gsv_core.errors.GSVError` with a readable message.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import json
+import re
+import secrets
+import threading
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from gsv_core.errors import GSVError
+
+GPT_SUFFIXES = (".ckpt",)
+SOVITS_SUFFIXES = (".pth", ".pth.xz")
+
+#: split methods with the names the UI shows (upstream's cut0..cut5)
+SPLIT_LABELS = OrderedDict(
+    [
+        ("cut0", "cut0 · no split"),
+        ("cut1", "cut1 · every 4 sentences"),
+        ("cut2", "cut2 · about 50 characters"),
+        ("cut3", "cut3 · at 。 (Chinese full stop)"),
+        ("cut4", "cut4 · at . (English full stop)"),
+        ("cut5", "cut5 · at every punctuation mark"),
+    ]
+)
+LANG_LABELS = OrderedDict(
+    [
+        ("zh", "zh · Chinese with English words"),
+        ("all_zh", "all_zh · Chinese only"),
+        ("en", "en · English"),
+        ("auto", "auto · detect per segment"),
+    ]
+)
+HISTORY_SIZE = 50
+#: the parameters a history entry records and "reuse parameters" restores, in the order the TTS tab lists them
+PARAM_FIELDS = ("text", "text_lang", "ref_text", "ref_lang", "split_method", "top_k", "top_p", "temperature",
+                "repetition_penalty", "speed", "pause", "seed", "max_tokens", "gpt_path", "sovits_path")
+
+
+# -- weight files -------------------------------------------------------------------------------------------------
+
+def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in suffixes)
+
+
+def list_weights(folders: Sequence[Path], suffixes: Sequence[str]) -> list[tuple[str, str]]:
+    """(label, absolute path) of every weight file in ``folders`` (not recursive), naturally sorted per folder.
+
+    The label is ``folder-name/file-name`` so identical file names in two folders stay distinguishable."""
+    def natural(p: Path):
+        return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for p in sorted((p for p in folder.iterdir() if p.is_file() and _has_suffix(p, suffixes)), key=natural):
+            key = str(p.resolve())
+            if key not in seen:
+                seen.add(key)
+                out.append((f"{folder.name}/{p.name}", key))
+    return out
+
+
+_describe_cache: dict[tuple[str, float, int], str] = {}
+
+
+def weight_version(path: Any) -> str:
+    """A one-line description of a GPT/SoVITS file (kind and version), cached by path, size and mtime."""
+    from gsv_core.inspect import describe
+
+    p = Path(str(path))
+    try:
+        st = p.stat()
+    except OSError:
+        raise GSVError(f"{p} does not exist (refresh the model lists)") from None
+    key = (str(p), st.st_mtime, st.st_size)
+    if key not in _describe_cache:
+        d = describe(p)
+        text = f"{d['kind']}, {d['version']}"
+        if d.get("official_pretrained"):
+            text += f" (official {d['official_pretrained']})"
+        _describe_cache[key] = text
+    return _describe_cache[key]
+
+
+# -- history ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class HistoryEntry:
+    id: str
+    time: str
+    file: str
+    seed: int
+    duration: float
+    rtf: float
+    gpt: str
+    sovits: str
+    version: str
+    params: dict[str, Any]
+    label: str = ""
+
+    def row(self) -> list[Any]:
+        p = self.params
+        text = p.get("text", "")
+        return [self.id, self.time, (text[:40] + "…") if len(text) > 40 else text, f"{self.gpt} + {self.sovits}",
+                self.seed, round(self.duration, 2), round(self.rtf, 3),
+                f"k={p.get('top_k')} p={p.get('top_p')} T={p.get('temperature')} rep={p.get('repetition_penalty')} "
+                f"speed={p.get('speed')} {p.get('split_method')} {p.get('text_lang')}"]
+
+
+HISTORY_COLUMNS = ["id", "time", "text", "models", "seed", "duration s", "RTF", "parameters"]
+
+
+class HistoryStore:
+    """The last generations with their parameters, kept in ``history.jsonl`` beside the audio files."""
+
+    def __init__(self, folder: Path, size: int = HISTORY_SIZE):
+        self.folder = Path(folder)
+        self.size = size
+        self.path = self.folder / "history.jsonl"
+        self._lock = threading.Lock()
+        self._entries: list[HistoryEntry] = []
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                self._entries.append(HistoryEntry(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # a damaged line is skipped, the rest of the history stays usable
+        self._entries = self._entries[-self.size:]
+
+    def add(self, entry: HistoryEntry) -> HistoryEntry:
+        with self._lock:
+            self._entries.append(entry)
+            self._entries = self._entries[-self.size:]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(dataclasses.asdict(e), ensure_ascii=False) + "\n"
+                                   for e in self._entries), encoding="utf-8")
+            tmp.replace(self.path)
+        return entry
+
+    def entries(self) -> list[HistoryEntry]:
+        """Newest first."""
+        with self._lock:
+            return list(reversed(self._entries))
+
+    def get(self, entry_id: str) -> HistoryEntry:
+        for e in self.entries():
+            if e.id == entry_id:
+                if not Path(e.file).is_file():
+                    raise GSVError(f"The audio of history entry {entry_id} is gone ({e.file}).")
+                return e
+        raise GSVError(f"There is no history entry {entry_id!r}; pick one from the list.")
+
+
+# -- the services -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Generated:
+    """One synthesis as the UI shows it."""
+
+    entry: HistoryEntry
+    result: Any  # SynthesisResult
+
+    def summary(self) -> str:
+        r = self.result
+        mode = "reference-free" if r.request is not None and r.request.ref_free else "with reference text"
+        return (f"seed {r.seed} · {r.duration:.2f} s · RTF {r.rtf:.3f} · {len(r.fragments)} fragment(s), "
+                f"{r.tokens} tokens · {r.version}, {mode} · {r.gpt} + {r.sovits}")
+
+
+@dataclass
+class BatchOutcome:
+    results_csv: Path
+    zip_path: Path
+    rows: list[dict[str, str]]
+    cancelled: bool
+
+    def summary(self) -> str:
+        ok = sum(1 for r in self.rows if r.get("status") == "ok")
+        text = f"{ok} of {len(self.rows)} line(s) synthesised into {self.results_csv.parent}"
+        failed = [r for r in self.rows if r.get("status") != "ok"]
+        if failed:
+            text += "; failed: " + "; ".join(f"{r['id']}: {r.get('error', '')}" for r in failed[:5])
+        if self.cancelled:
+            text += " (cancelled; run it again to resume)"
+        return text
+
+
+class Services:
+    """Created once by the app; every tab receives the same instance."""
+
+    def __init__(self, settings: Any, engine: Any = None, asr: Any = None):
+        self.settings = settings
+        self._engine = engine
+        self._engine_lock = threading.Lock()
+        self.asr = asr
+        self.tts_dir = Path(settings.output_dir) / "tts"
+        self.history = HistoryStore(self.tts_dir)
+        self._cancels: dict[str, threading.Event] = {}
+        self._cancel_lock = threading.Lock()
+
+    # engine --------------------------------------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        """The TTS engine, created on first use so the app starts fast and starts even without models."""
+        with self._engine_lock:
+            if self._engine is None:
+                from gsv_core.engine import ModelRegistry, TTSEngine
+
+                self._engine = TTSEngine(ModelRegistry(self.settings))
+            return self._engine
+
+    # models --------------------------------------------------------------------------------------------------
+
+    def gpt_choices(self) -> list[tuple[str, str]]:
+        return list_weights(self.settings.gpt_weight_dirs, GPT_SUFFIXES)
+
+    def sovits_choices(self) -> list[tuple[str, str]]:
+        return list_weights(self.settings.sovits_weight_dirs, SOVITS_SUFFIXES)
+
+    def no_models_message(self) -> str:
+        missing = []
+        if not self.gpt_choices():
+            missing.append("GPT weights (.ckpt) in " + ", ".join(str(d) for d in self.settings.gpt_weight_dirs))
+        if not self.sovits_choices():
+            missing.append("SoVITS weights (.pth) in " + ", ".join(str(d) for d in self.settings.sovits_weight_dirs))
+        if not missing:
+            return ""
+        return ("No model files found: put " + "; and ".join(missing) + ", then press Refresh. "
+                "(Folders come from GPT_WEIGHT_DIRS / SOVITS_WEIGHT_DIRS in my_config.py.)")
+
+    def models_info(self, gpt: Optional[str], sovits: Optional[str]) -> str:
+        lines = []
+        for what, path in (("GPT", gpt), ("SoVITS", sovits)):
+            if not path:
+                continue
+            try:
+                lines.append(f"{what}: {Path(path).name} — {weight_version(path)}")
+            except GSVError as exc:
+                lines.append(f"{what}: {Path(path).name} — cannot be read: {exc}")
+        return "\n".join(lines)
+
+    # requests ------------------------------------------------------------------------------------------------
+
+    def make_request(self, *, text: str, ref_audio: Any, ref_text: str = "", ref_lang: str = "zh",
+                     text_lang: str = "zh", gpt_path: Optional[str] = None, sovits_path: Optional[str] = None,
+                     aux_refs: Sequence[Any] = (), split_method: str = "cut1", top_k: Any = 15, top_p: Any = 1.0,
+                     temperature: Any = 1.0, repetition_penalty: Any = 1.35, speed: Any = 1.0, pause: Any = 0.3,
+                     seed: Any = -1, random_seed: bool = False, max_tokens: Any = 0, for_batch: bool = False):
+        """A validated SynthesisRequest from UI/API values (numbers may arrive as floats or strings).
+
+        ``for_batch``: the base request of a CSV batch, whose rows bring the text and may bring the reference."""
+        from gsv_core.engine import SynthesisRequest
+
+        if not gpt_path or not sovits_path:
+            raise GSVError(self.no_models_message() or "Choose a GPT and a SoVITS model first.")
+        if ref_audio in (None, "") and not for_batch:
+            raise GSVError("No reference audio: upload or record a 3-10 second clip of the voice to clone.")
+
+        def integer(value: Any, name: str) -> int:
+            try:
+                f = float(value)
+            except (TypeError, ValueError):
+                raise GSVError(f"{name} must be a whole number, not {value!r}") from None
+            if f != int(f):
+                raise GSVError(f"{name} must be a whole number, not {value!r}")
+            return int(f)
+
+        def number(value: Any, name: str) -> float:
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise GSVError(f"{name} must be a number, not {value!r}") from None
+
+        seed_value = -1 if random_seed else integer(seed if seed not in (None, "") else -1, "seed")
+        if seed_value < 0:
+            seed_value = secrets.randbelow(2**31)  # chosen here so that A and B (and the history) share it
+        cap = integer(max_tokens or 0, "max tokens")
+        req = SynthesisRequest(
+            text=text or "", ref_audio=str(ref_audio) if ref_audio not in (None, "") else None, ref_text=(ref_text or "").strip(), ref_lang=ref_lang,
+            text_lang=text_lang, gpt_path=gpt_path, sovits_path=sovits_path,
+            aux_refs=tuple(str(a) for a in (aux_refs or ()) if a), split_method=split_method,
+            top_k=integer(top_k, "top_k"), top_p=number(top_p, "top_p"), temperature=number(temperature, "temperature"),
+            repetition_penalty=number(repetition_penalty, "repetition penalty"), speed=number(speed, "speed"),
+            pause=number(pause, "pause"), seed=seed_value, max_tokens=cap if cap > 0 else None,
+        )
+        if for_batch:
+            return req  # each row is validated by the engine; a bad row is recorded, the batch goes on
+        return req.validate()
+
+    @staticmethod
+    def request_params(req) -> dict[str, Any]:
+        d = {k: getattr(req, k) for k in PARAM_FIELDS}
+        d["gpt_path"], d["sovits_path"] = str(req.gpt_path), str(req.sovits_path)
+        d["max_tokens"] = req.max_tokens or 0
+        d["ref_audio"] = str(req.ref_audio)
+        d["aux_refs"] = list(req.aux_refs)
+        return d
+
+    # synthesis -----------------------------------------------------------------------------------------------
+
+    def _record(self, result, label: str = "") -> Generated:
+        now = _dt.datetime.now()
+        stem = re.sub(r"[^\w.-]+", "_", Path(result.sovits).name.split(".")[0])[:40]
+        eid = now.strftime("%Y%m%d-%H%M%S-%f")[:-3] + (f"-{label}" if label else "")
+        path = self.tts_dir / f"{eid}_{stem}_seed{result.seed}.wav"
+        result.save(path)
+        entry = HistoryEntry(id=eid, time=now.strftime("%H:%M:%S"), file=str(path), seed=int(result.seed),
+                             duration=float(result.duration), rtf=float(result.rtf), gpt=Path(result.gpt).name,
+                             sovits=Path(result.sovits).name, version=result.version,
+                             params=self.request_params(result.request) if result.request is not None else {},
+                             label=label)
+        return Generated(self.history.add(entry), result)
+
+    def synthesize(self, req, progress: Optional[Callable[[float, str], None]] = None,
+                   cancel: Optional[threading.Event] = None) -> Generated:
+        result = self.engine.synthesize(req, progress=progress, cancel=cancel)
+        result.request = result.request or req
+        return self._record(result)
+
+    def synthesize_ab(self, req_a, gpt_b: Optional[str], sovits_b: Optional[str],
+                      progress: Optional[Callable[[float, str], None]] = None) -> tuple[Generated, Generated]:
+        """The same text, reference and seed through two model pairs (A = the request's, B = the given pair)."""
+        if not gpt_b or not sovits_b:
+            raise GSVError("Choose the B model pair (GPT and SoVITS) for the A/B comparison.")
+        req_b = req_a.replace(gpt_path=gpt_b, sovits_path=sovits_b)
+        a, b = self.engine.synthesize_many([req_a, req_b], progress=progress)
+        for res, req in ((a, req_a), (b, req_b)):
+            res.request = res.request or req
+        return self._record(a, "A"), self._record(b, "B")
+
+    def stream(self, req, cancel: Optional[threading.Event] = None) -> Iterator[tuple[Any, Optional[Generated]]]:
+        """Yield ((sample_rate, int16 samples), None) per fragment as soon as it is ready, then (None, Generated) for the whole take,
+        saved in the history like any other generation."""
+        import time
+
+        import numpy as np
+
+        from gsv_core.audio import to_int16
+        from gsv_core.engine import SynthesisResult
+
+        started = time.perf_counter()
+        pieces, fragments, sr = [], [], 32000
+        for chunk in self.engine.stream(req, cancel=cancel):
+            sr = chunk.sample_rate
+            pieces.append(chunk.audio)
+            if chunk.fragment is not None:
+                fragments.append(chunk.fragment)
+            yield (chunk.sample_rate, to_int16(chunk.audio)), None
+        wall = time.perf_counter() - started
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        info = self.engine.registry.sovits(req.sovits_path)[1]
+        result = SynthesisResult(sr, audio, req.seed, fragments, {}, wall, str(req.gpt_path), str(req.sovits_path),
+                                 getattr(info, "version", "?"), req)
+        yield None, self._record(result, "stream")
+
+    # batch ---------------------------------------------------------------------------------------------------
+
+    def cancel_event(self, key: str) -> threading.Event:
+        with self._cancel_lock:
+            event = threading.Event()
+            self._cancels[key] = event
+            return event
+
+    def cancel(self, key: str) -> bool:
+        """Ask the batch job started under ``key`` to stop after its current line; False when none is running."""
+        with self._cancel_lock:
+            event = self._cancels.get(key)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def run_batch(self, base_req, csv_path: Any, key: str = "cli",
+                  progress: Optional[Callable[[float, str], None]] = None, out_dir: Optional[Path] = None) -> BatchOutcome:
+        """A CSV (id, text[, ref, ref_text, ...]) -> wavs + results.csv (+ a zip of both) with gsv_core.tts.run_batch."""
+        from gsv_core.tts import read_batch_csv, run_batch
+
+        if not csv_path:
+            raise GSVError("No CSV file: upload a CSV with the columns id and text (optionally ref, ref_text).")
+        csv_path = Path(str(csv_path))
+        read_batch_csv(csv_path)  # a malformed file fails here, before anything is written
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_dir = Path(out_dir) if out_dir else Path(self.settings.output_dir) / "batch" / f"{csv_path.stem}_{stamp}"
+        cancel = self.cancel_event(key)
+        try:
+            results = run_batch(self.engine, base_req, csv_path, out_dir, progress=progress, cancel=cancel)
+        finally:
+            with self._cancel_lock:
+                if self._cancels.get(key) is cancel:
+                    del self._cancels[key]
+        with open(results, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        zip_path = out_dir / f"{out_dir.name}.zip"
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.write(results, results.name)
+            for r in rows:
+                if r.get("status") == "ok" and (out_dir / r["file"]).is_file():
+                    z.write(out_dir / r["file"], r["file"])
+        return BatchOutcome(results, zip_path, rows, cancel.is_set())
+
+    # reference transcription ---------------------------------------------------------------------------------
+
+    def transcribe_reference(self, audio: Any, lang: str = "zh") -> str:
+        """The reference's text, by the ASR tab's service (when the ASR tab is installed)."""
+        if self.asr is None:
+            raise GSVError("Transcription needs the ASR tab's faster-whisper service, which is not available here; "
+                           "type the reference text, or leave it empty for reference-free mode (v2 and later).")
+        if audio in (None, ""):
+            raise GSVError("No reference audio to transcribe: upload or record it first.")
+        from eval.asr import ASROptions
+
+        models = self.asr.list_models()
+        if not models:
+            raise GSVError(f"No faster-whisper model in {self.settings.whisper_dir}: put a CTranslate2 Whisper folder "
+                           "there (see the ASR tab), or type the reference text.")
+        language = {"all_zh": "zh", "zh": "zh", "en": "en"}.get(lang, "auto")
+        rows = self.asr.transcribe([str(audio)], ASROptions(model_dir=models[0], language=language, t2s=True))
+        if not rows or not rows[0].ok:
+            raise GSVError(rows[0].error if rows else "The reference audio could not be transcribed.")
+        return rows[0].text.strip()

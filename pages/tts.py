@@ -1,0 +1,317 @@
+"""The TTS tab: layout and wiring only; everything else is in :mod:`pages.services` and gsv_core."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from .common import user_errors
+
+STREAMING = shutil.which("ffmpeg") is not None
+from .services import HISTORY_COLUMNS, LANG_LABELS, SPLIT_LABELS, Services
+
+TAGS_HELP = """
+**Inline tags** (see `docs/text-frontend.md`):
+
+* `重[chong2]新` — the pinyin in brackets (tone digit 1–5) forces the reading of the character right before it.
+* `[pause=0.8]` — 0.8 s of silence at that point (0–10 s).
+* A user dictionary (`USER_DICT_PATH = "my_dict.txt"` in `my_config.py`, lines `word pinyin pinyin ...`) fixes the
+  reading of whole words everywhere.
+
+Malformed tags are reported with their position. **Reference text**: leave it empty for reference-free mode
+(SoVITS v2 and later; the timbre still comes from the audio, the prosody less so). **Split method** decides where
+long text is cut into fragments; each fragment *i* uses seed + *i*, so a sentence sounds the same alone or in a
+paragraph. **A/B** synthesises the same text with the same reference and seed through a second model pair
+(for example the baseline against your finetuned model).
+
+**Batch CSV**: a header row with `id,text` and optionally `ref,ref_text,ref_lang,lang,top_k,top_p,temperature,
+repetition_penalty,speed,seed` per row; empty cells take the values of this page. Output: `<id>.wav` and
+`results.csv` (id, text, file, duration, RTF, seed, models, status, error), also as one zip. Running the same CSV
+again into the same folder resumes; a failing line is recorded and the batch goes on.
+"""
+
+
+def _choices(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(label, value) for label, value in pairs]
+
+
+def _pick(pairs: list[tuple[str, str]], current: Any, index: int = 0) -> Any:
+    values = [v for _, v in pairs]
+    if current in values:
+        return current
+    return values[min(index, len(values) - 1)] if values else None
+
+
+def build_tts_tab(services: Services) -> dict[str, Any]:
+    gpts, sovitss = services.gpt_choices(), services.sovits_choices()
+    c: dict[str, Any] = {}
+
+    # -- models ------------------------------------------------------------------------------------------------
+    with gr.Row(equal_height=True):
+        c["gpt"] = gr.Dropdown(_choices(gpts), value=_pick(gpts, None), label="GPT 模型 (A)", scale=3,
+                               allow_custom_value=False)
+        c["sovits"] = gr.Dropdown(_choices(sovitss), value=_pick(sovitss, None), label="SoVITS 模型 (A)", scale=3)
+        c["refresh"] = gr.Button("Refresh 刷新", scale=1, size="sm")
+    # a callable value is computed on every page load, so startup does not wait for reading the checkpoints
+    c["models_info"] = gr.Markdown(lambda: services.no_models_message() or services.models_info(
+        _pick(services.gpt_choices(), None), _pick(services.sovits_choices(), None)), elem_id="tts-models-info")
+
+    # -- reference and text ------------------------------------------------------------------------------------
+    with gr.Row():
+        with gr.Column(scale=1):
+            c["ref_audio"] = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                      label="参考音频 Reference audio (3–10 s)", elem_id="tts-ref-audio")
+            with gr.Row():
+                c["ref_text"] = gr.Textbox(label="参考文本 Reference text (empty → reference-free, v2+)", lines=2,
+                                           scale=4, elem_id="tts-ref-text")
+                c["ref_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value="zh",
+                                            label="Reference language", scale=2)
+            if services.asr is not None:
+                c["transcribe"] = gr.Button("Transcribe the reference with ASR 识别参考文本", size="sm")
+            c["aux_refs"] = gr.File(file_count="multiple", type="filepath", file_types=["audio"],
+                                    label="辅助参考 Auxiliary references (timbre averaged in; optional)", height=90)
+        with gr.Column(scale=1):
+            c["text"] = gr.Textbox(label="合成文本 Text to synthesise", lines=6, elem_id="tts-text",
+                                   value="今天天气很好，我们去公园散步吧。")
+            with gr.Row():
+                c["text_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value="zh",
+                                             label="Text language")
+                c["split"] = gr.Dropdown([(v, k) for k, v in SPLIT_LABELS.items()], value="cut1",
+                                         label="Split method 切分")
+            with gr.Accordion("Help: inline pinyin and pause tags, modes 帮助", open=False):
+                gr.Markdown(TAGS_HELP)
+
+    # -- parameters --------------------------------------------------------------------------------------------
+    with gr.Accordion("Sampling and prosody 参数", open=True):
+        with gr.Row():
+            c["top_k"] = gr.Slider(1, 100, value=15, step=1, label="top_k")
+            c["top_p"] = gr.Slider(0.05, 1.0, value=1.0, step=0.01, label="top_p")
+            c["temperature"] = gr.Slider(0.0, 2.0, value=1.0, step=0.01, label="temperature")
+            c["repetition_penalty"] = gr.Slider(0.5, 2.0, value=1.35, step=0.01, label="repetition penalty")
+        with gr.Row():
+            c["speed"] = gr.Slider(0.6, 1.65, value=1.0, step=0.05, label="speed 语速")
+            c["pause"] = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="pause between fragments (s)")
+            c["max_tokens"] = gr.Slider(0, 1500, value=0, step=1, elem_id="tts-max-tokens",
+                                        label="max semantic tokens per fragment (0 = model limit; 25 per second)")
+        with gr.Row():
+            c["seed"] = gr.Number(value=0, precision=0, label="seed", minimum=0, maximum=2**32 - 1)
+            c["random_seed"] = gr.Checkbox(value=True, label="random seed each time 随机种子")
+            c["seed_used"] = gr.Number(label="seed used 实际种子", interactive=False, precision=0)
+
+    # -- outputs -----------------------------------------------------------------------------------------------
+    with gr.Row():
+        c["go"] = gr.Button("合成 Synthesise", variant="primary", elem_id="tts-go")
+        c["go_stream"] = gr.Button("流式 Stream", elem_id="tts-stream")
+        c["go_ab"] = gr.Button("A/B 对比 Compare A and B", elem_id="tts-ab")
+    with gr.Accordion("A/B: the B model pair (baseline vs finetuned)", open=False):
+        with gr.Row():
+            c["gpt_b"] = gr.Dropdown(_choices(gpts), value=_pick(gpts, None, 1), label="GPT 模型 (B)")
+            c["sovits_b"] = gr.Dropdown(_choices(sovitss), value=_pick(sovitss, None, 1), label="SoVITS 模型 (B)")
+        c["models_info_b"] = gr.Markdown()
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            c["audio_a"] = gr.Audio(label="A", type="filepath", interactive=False, buttons=["download"],
+                                    elem_id="tts-audio-a")
+            c["info_a"] = gr.Markdown(elem_id="tts-info-a")
+        with gr.Column():
+            c["audio_b"] = gr.Audio(label="B", type="filepath", interactive=False, buttons=["download"],
+                                    elem_id="tts-audio-b")
+            c["info_b"] = gr.Markdown(elem_id="tts-info-b")
+    with gr.Row():
+        # gradio encodes streamed audio with ffmpeg; without it the player shows the audio so far after each fragment
+        c["stream_audio"] = gr.Audio(label="Streaming output 流式输出", streaming=STREAMING, autoplay=STREAMING,
+                                     interactive=False, elem_id="tts-stream-audio")
+        c["stream_info"] = gr.Markdown(elem_id="tts-stream-info")
+    c["download"] = gr.File(label="Download the last take (wav)", interactive=False, height=60)
+
+    # -- history -----------------------------------------------------------------------------------------------
+    with gr.Accordion("History 历史 (last generations)", open=False):
+        c["history"] = gr.Dataframe(headers=HISTORY_COLUMNS, value=_history_rows(services), interactive=False,
+                                    wrap=True, elem_id="tts-history")
+        with gr.Row():
+            c["history_pick"] = gr.Dropdown(_history_ids(services), label="entry", scale=3)
+            c["replay"] = gr.Button("▶ Replay", scale=1)
+            c["reuse"] = gr.Button("Reuse parameters 复用参数", scale=1)
+        c["history_audio"] = gr.Audio(label="Replay", type="filepath", interactive=False, buttons=["download"])
+        c["history_info"] = gr.Markdown()
+
+    # -- batch -------------------------------------------------------------------------------------------------
+    with gr.Accordion("Batch export 批量导出 (CSV: id,text[,ref,ref_text])", open=False):
+        with gr.Row():
+            c["batch_csv"] = gr.File(label="CSV", file_types=[".csv"], type="filepath", elem_id="tts-batch-csv")
+            with gr.Column():
+                c["batch_go"] = gr.Button("Run batch 开始", variant="primary", elem_id="tts-batch-go")
+                c["batch_cancel"] = gr.Button("Cancel 取消", variant="stop", elem_id="tts-batch-cancel")
+        c["batch_info"] = gr.Markdown(elem_id="tts-batch-info")
+        with gr.Row():
+            c["batch_results"] = gr.File(label="results.csv", interactive=False)
+            c["batch_zip"] = gr.File(label="wavs + results (zip)", interactive=False)
+        c["batch_table"] = gr.Dataframe(interactive=False, wrap=True)
+
+    _wire(services, c)
+    return c
+
+
+def _history_rows(services: Services) -> list[list[Any]]:
+    return [e.row() for e in services.history.entries()]
+
+
+def _history_ids(services: Services) -> list[str]:
+    return [e.id for e in services.history.entries()]
+
+
+def _progress_cb(progress):
+    return lambda frac, desc: progress(frac, desc=desc)
+
+
+def _wire(services: Services, c: dict[str, Any]) -> None:
+    params = [c[k] for k in ("gpt", "sovits", "ref_audio", "ref_text", "ref_lang", "aux_refs", "text", "text_lang",
+                             "split", "top_k", "top_p", "temperature", "repetition_penalty", "speed", "pause", "seed",
+                             "random_seed", "max_tokens")]
+
+    def make_req(gpt, sovits, ref_audio, ref_text, ref_lang, aux_refs, text, text_lang, split, top_k, top_p,
+                temperature, repetition_penalty, speed, pause, seed, random_seed, max_tokens, for_batch=False):
+        return services.make_request(
+            text=text, ref_audio=ref_audio, ref_text=ref_text, ref_lang=ref_lang, text_lang=text_lang,
+            gpt_path=gpt, sovits_path=sovits, aux_refs=aux_refs or (), split_method=split, top_k=top_k,
+            top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty, speed=speed, pause=pause,
+            seed=seed, random_seed=random_seed, max_tokens=max_tokens, for_batch=for_batch)
+
+    def history_updates():
+        ids = _history_ids(services)
+        return _history_rows(services), gr.update(choices=ids, value=ids[0] if ids else None)
+
+    # models
+    @user_errors
+    def refresh(gpt, sovits, gpt_b, sovits_b):
+        gpts, sovitss = services.gpt_choices(), services.sovits_choices()
+        note = services.no_models_message() or services.models_info(_pick(gpts, gpt), _pick(sovitss, sovits))
+        return (gr.update(choices=gpts, value=_pick(gpts, gpt)), gr.update(choices=sovitss, value=_pick(sovitss, sovits)),
+                gr.update(choices=gpts, value=_pick(gpts, gpt_b, 1)),
+                gr.update(choices=sovitss, value=_pick(sovitss, sovits_b, 1)), note)
+
+    c["refresh"].click(refresh, [c["gpt"], c["sovits"], c["gpt_b"], c["sovits_b"]],
+                       [c["gpt"], c["sovits"], c["gpt_b"], c["sovits_b"], c["models_info"]], api_name="tts_refresh_models")
+
+    @user_errors
+    def models_info(gpt, sovits):
+        return services.models_info(gpt, sovits) or services.no_models_message()
+
+    for key in ("gpt", "sovits"):
+        c[key].change(models_info, [c["gpt"], c["sovits"]], c["models_info"], api_name=f"tts_info_{key}")
+    for key in ("gpt_b", "sovits_b"):
+        c[key].change(models_info, [c["gpt_b"], c["sovits_b"]], c["models_info_b"], api_name=f"tts_info_{key}")
+
+    # synthesis
+    @user_errors
+    def synthesize(*values, progress=gr.Progress()):
+        req = make_req(*values)
+        gen = services.synthesize(req, progress=_progress_cb(progress))
+        rows, pick = history_updates()
+        return gen.entry.file, gen.summary(), gen.entry.file, gen.result.seed, rows, pick
+
+    c["go"].click(synthesize, params, [c["audio_a"], c["info_a"], c["download"], c["seed_used"], c["history"],
+                                      c["history_pick"]], api_name="tts", concurrency_id="engine")
+
+    @user_errors
+    def synthesize_ab(*values, progress=gr.Progress()):
+        *base, gpt_b, sovits_b = values
+        req = make_req(*base)
+        a, b = services.synthesize_ab(req, gpt_b, sovits_b, progress=_progress_cb(progress))
+        rows, pick = history_updates()
+        return (a.entry.file, "**A** · " + a.summary(), b.entry.file, "**B** · " + b.summary(), a.result.seed, rows,
+                pick)
+
+    c["go_ab"].click(synthesize_ab, params + [c["gpt_b"], c["sovits_b"]],
+                     [c["audio_a"], c["info_a"], c["audio_b"], c["info_b"], c["seed_used"], c["history"],
+                      c["history_pick"]], api_name="tts_ab", concurrency_id="engine")
+
+    @user_errors
+    def stream(*values):
+        req = make_req(*values)
+        n, so_far = 0, []
+        for chunk, done in services.stream(req):
+            if chunk is not None:
+                n += 1
+                if not STREAMING:  # the whole audio so far, replacing the player's content
+                    so_far.append(chunk[1])
+                    chunk = (chunk[0], np.concatenate(so_far))
+                yield (chunk, f"streaming… fragment {n} ready", req.seed, gr.skip(),
+                       gr.skip(), gr.skip())
+            else:
+                rows, pick = history_updates()
+                yield (None if STREAMING else done.entry.file, f"streamed {n} fragment(s) · " + done.summary(), req.seed, done.entry.file, rows, pick)
+
+    c["go_stream"].click(stream, params, [c["stream_audio"], c["stream_info"], c["seed_used"], c["download"],
+                                          c["history"], c["history_pick"]], api_name="tts_stream",
+                         concurrency_id="engine")
+
+    # history
+    @user_errors
+    def replay(entry_id):
+        e = services.history.get(entry_id)
+        return e.file, f"{e.id} · seed {e.seed} · {e.duration:.2f} s · RTF {e.rtf:.3f} · {e.gpt} + {e.sovits}"
+
+    c["replay"].click(replay, c["history_pick"], [c["history_audio"], c["history_info"]], api_name="history_replay")
+
+    reuse_keys = ("text", "text_lang", "ref_text", "ref_lang", "split", "top_k", "top_p", "temperature",
+                  "repetition_penalty", "speed", "pause", "seed", "max_tokens", "gpt", "sovits")
+    param_names = {"split": "split_method", "gpt": "gpt_path", "sovits": "sovits_path"}
+
+    @user_errors
+    def reuse(entry_id):
+        p = services.history.get(entry_id).params
+        values = [p.get(param_names.get(k, k)) for k in reuse_keys]
+        gpts, sovitss = [v for _, v in services.gpt_choices()], [v for _, v in services.sovits_choices()]
+        missing = [Path(v).name for v, have in ((values[-2], gpts), (values[-1], sovitss)) if v not in have]
+        if missing:
+            raise gr.Error(f"The models of this entry are no longer in the weight folders: {', '.join(missing)}")
+        ref = p.get("ref_audio")
+        ref_update = ref if ref and Path(ref).is_file() else gr.skip()
+        return (*values, False, ref_update, f"Parameters of {entry_id} restored (seed fixed to {p.get('seed')}).")
+
+    c["reuse"].click(reuse, c["history_pick"], [c[k] for k in reuse_keys] + [c["random_seed"], c["ref_audio"],
+                                                                             c["history_info"]],
+                     api_name="history_reuse")
+
+    def history_list():
+        return history_updates()
+
+    c["history_pick"].focus(history_list, None, [c["history"], c["history_pick"]], api_name="history_list")
+
+    # batch
+    @user_errors
+    def batch(csv_file, gpt, sovits, ref_audio, ref_text, ref_lang, aux_refs, text, text_lang, split, top_k, top_p,
+              temperature, repetition_penalty, speed, pause, seed, random_seed, max_tokens, request: gr.Request,
+              progress=gr.Progress()):
+        req = make_req(gpt, sovits, ref_audio, ref_text, ref_lang, aux_refs, text, text_lang, split, top_k, top_p,
+                       temperature, repetition_penalty, speed, pause, seed, random_seed, max_tokens, for_batch=True)
+        key = request.session_hash if request is not None and request.session_hash else "api"
+        outcome = services.run_batch(req, csv_file, key=key, progress=_progress_cb(progress))
+        headers = list(outcome.rows[0]) if outcome.rows else ["id"]
+        rows = [[r.get(k, "") for k in headers] for r in outcome.rows]
+        return (outcome.summary(), str(outcome.results_csv), str(outcome.zip_path),
+                gr.update(value=rows, headers=headers))
+
+    c["batch_go"].click(batch, [c["batch_csv"]] + params,
+                        [c["batch_info"], c["batch_results"], c["batch_zip"], c["batch_table"]], api_name="tts_batch",
+                        concurrency_id="engine")
+
+    def cancel(request: gr.Request):
+        key = request.session_hash if request is not None and request.session_hash else "api"
+        if services.cancel(key):
+            return "Cancelling: the batch stops after the current line (run it again to resume)."
+        return "No batch is running."
+
+    c["batch_cancel"].click(cancel, None, c["batch_info"], api_name="tts_batch_cancel", concurrency_limit=None,
+                            queue=False)
+
+    if "transcribe" in c:
+        @user_errors
+        def transcribe(audio, lang):
+            return services.transcribe_reference(audio, lang)
+
+        c["transcribe"].click(transcribe, [c["ref_audio"], c["ref_lang"]], c["ref_text"], api_name="tts_transcribe_ref")
