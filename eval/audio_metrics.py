@@ -1,0 +1,282 @@
+"""Signal metrics of one synthesised utterance, plus speaker similarity to its reference.
+
+:func:`analyze` takes a waveform and the text it should say (and, optionally, what ASR heard) and returns
+:class:`AudioMetrics`: duration, speaking rate, F0 mean/std, energy statistics, silence and clipping ratios and the
+two warning flags ``likely_repetition`` / ``likely_truncation``. All frame analyses use 25 ms frames every 10 ms.
+
+Definitions (the numbers are module constants so reports can quote them):
+
+- **silent frame**: frame RMS below ``max(SILENCE_DB, loudest frame - SILENCE_REL_DB)`` dBFS (-50 dBFS absolute,
+  or 40 dB below the loudest frame). ``silence_ratio`` = silent frames / all frames; the *active* span runs from
+  the first to the last non-silent frame (leading and trailing silence trimmed, pauses inside kept).
+- **energy**: mean and standard deviation of the frame RMS in dBFS over non-silent frames.
+- **clipping**: fraction of samples with ``|x| >= CLIP_LEVEL`` (0.999 of full scale).
+- **speaking rate**: characters of the scoring-normalised text (:func:`eval.metrics.normalize_text`, spaces not
+  counted) per second of active span.
+- **F0**: YIN (de Cheveigné & Kawahara 2002) in numpy on the 16 kHz signal: cumulative-mean-normalised
+  difference function, absolute threshold ``YIN_THRESHOLD`` (0.15), parabolic interpolation, 50-600 Hz. A frame
+  is voiced when the dip is below the threshold and the frame is not silent. ``f0_mean``/``f0_std`` are over voiced
+  frames, in Hz (NaN when nothing is voiced).
+- **expected duration** of a text: each CJK character (and each digit, read as one syllable) takes 1/4.5 s at
+  the typical rate, each Latin letter 1/14 s. Normal speech lies within ``ZH_CHARS_PER_S`` (2.5-8 CJK chars/s)
+  and ``EN_LETTERS_PER_S`` (7-25 letters/s); the bounds give a shortest and longest plausible duration, widened
+  by ``DURATION_SLACK_S`` (0.5 s) for short texts.
+- **likely_repetition**: the active span is longer than the longest plausible duration, or ASR heard at least
+  ``ASR_LONG_RATIO`` (1.5x) as many scoring tokens as the text has (with at least 3 extra tokens).
+- **likely_truncation**: the active span is shorter than the shortest plausible duration, or ASR heard at most
+  ``ASR_SHORT_RATIO`` (0.5x) of the tokens (with at least 3 missing).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from gsv_core.errors import AudioError
+
+FRAME_S = 0.025
+HOP_S = 0.010
+SILENCE_DB = -50.0
+SILENCE_REL_DB = 40.0
+CLIP_LEVEL = 0.999
+F0_SR = 16000
+F0_MIN_HZ = 50.0
+F0_MAX_HZ = 600.0
+YIN_THRESHOLD = 0.15
+#: (slowest, typical, fastest) speaking rates used for the duration a text predicts
+ZH_CHARS_PER_S = (2.5, 4.5, 8.0)
+EN_LETTERS_PER_S = (7.0, 14.0, 25.0)
+DURATION_SLACK_S = 0.5
+ASR_LONG_RATIO = 1.5
+ASR_SHORT_RATIO = 0.5
+ASR_MIN_TOKEN_GAP = 3
+
+_EPS = 1e-10
+
+
+def _mono(wav: Any, name: str = "audio") -> np.ndarray:
+    x = np.asarray(wav, dtype=np.float32)
+    if x.ndim == 2:
+        # [T, C] (soundfile layout) or [C, T] with few channels
+        x = x.mean(axis=1) if x.shape[1] <= 8 else x.mean(axis=0)
+    if x.ndim != 1:
+        raise AudioError(f"{name}: expected a mono waveform [T] or [T, channels], got shape {x.shape}")
+    if x.size == 0:
+        raise AudioError(f"{name}: the waveform is empty")
+    if not np.all(np.isfinite(x)):
+        raise AudioError(f"{name}: the waveform contains NaN or infinite samples")
+    return x
+
+
+def _frames(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """[n_frames, frame] view; the signal is zero-padded so every sample lies in a frame."""
+    if x.size < frame:
+        x = np.pad(x, (0, frame - x.size))
+    n = 1 + int(math.ceil((x.size - frame) / hop))
+    x = np.pad(x, (0, (n - 1) * hop + frame - x.size))
+    return np.lib.stride_tricks.sliding_window_view(x, frame)[::hop][:n]
+
+
+def frame_rms_db(wav: Any, sr: int) -> np.ndarray:
+    """Frame RMS in dBFS (25 ms frames, 10 ms hop)."""
+    x = _mono(wav)
+    frames = _frames(x, max(1, round(FRAME_S * sr)), max(1, round(HOP_S * sr)))
+    return 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + _EPS)
+
+
+def silent_frames(rms_db: np.ndarray) -> np.ndarray:
+    """Boolean mask of silent frames (see the module docstring)."""
+    if rms_db.size == 0:
+        return np.zeros(0, dtype=bool)
+    threshold = max(SILENCE_DB, float(rms_db.max()) - SILENCE_REL_DB)
+    return rms_db < threshold
+
+
+def _yin_frames(frames: np.ndarray, sr: int, fmin: float, fmax: float, threshold: float):
+    """YIN over [n, W + max_tau] frames -> (f0 Hz, dip value) per frame (f0 NaN where no dip under threshold)."""
+    min_tau = max(2, int(math.floor(sr / fmax)))
+    max_tau = int(math.ceil(sr / fmin))
+    w = frames.shape[1] - max_tau
+    x = frames.astype(np.float64)
+    size = 1 << int(math.ceil(math.log2(frames.shape[1] + w)))
+    fx = np.fft.rfft(x, size, axis=1)
+    fw = np.fft.rfft(x[:, :w], size, axis=1)
+    # cross[t] = sum_j x[j] * x[j + t] for j < w
+    cross = np.fft.irfft(fx * np.conj(fw), size, axis=1)[:, :max_tau + 1]
+    energy = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x ** 2, axis=1)], axis=1)
+    e_shift = energy[:, w:w + max_tau + 1] - energy[:, :max_tau + 1]  # sum_{j=t}^{t+w-1} x_j^2
+    d = e_shift[:, :1] + e_shift - 2.0 * cross
+    d[:, 0] = 0.0
+    d = np.maximum(d, 0.0)
+    taus = np.arange(max_tau + 1)
+    cum = np.cumsum(d[:, 1:], axis=1)
+    cmnd = np.ones_like(d)
+    cmnd[:, 1:] = d[:, 1:] * taus[1:] / np.maximum(cum, _EPS)
+
+    f0 = np.full(x.shape[0], np.nan)
+    dips = np.ones(x.shape[0])
+    for i in range(x.shape[0]):
+        row = cmnd[i]
+        below = np.nonzero(row[min_tau:max_tau] < threshold)[0]
+        if below.size == 0:
+            dips[i] = float(row[min_tau:max_tau].min())
+            continue
+        tau = int(below[0]) + min_tau
+        while tau + 1 < max_tau and row[tau + 1] < row[tau]:  # walk down to the local minimum
+            tau += 1
+        dips[i] = float(row[tau])
+        a, b, c = row[tau - 1], row[tau], row[tau + 1]
+        denom = a - 2 * b + c
+        shift = 0.5 * (a - c) / denom if abs(denom) > _EPS else 0.0
+        f0[i] = sr / (tau + float(np.clip(shift, -1.0, 1.0)))
+    return f0, dips
+
+
+def f0_contour(wav: Any, sr: int, fmin: float = F0_MIN_HZ, fmax: float = F0_MAX_HZ,
+               threshold: float = YIN_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """YIN pitch track: (frame times in s, F0 in Hz with NaN for unvoiced/silent frames), one frame per 10 ms."""
+    from gsv_core.audio import resample
+
+    if not 0 < fmin < fmax:
+        raise AudioError(f"F0 range must satisfy 0 < fmin < fmax, got {fmin}..{fmax} Hz")
+    x = _mono(wav)
+    x16 = resample(x, int(sr), F0_SR) if int(sr) != F0_SR else x
+    hop = round(HOP_S * F0_SR)
+    max_tau = int(math.ceil(F0_SR / fmin))
+    win = max(round(FRAME_S * F0_SR), max_tau)
+    # the YIN integration window of frame i starts at i * hop, like the RMS frame that decides silence
+    padded = np.pad(x16, (0, win + max_tau))
+    n = max(1, int(math.ceil(x16.size / hop)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win + max_tau)[::hop][:n]
+    f0, _ = _yin_frames(frames, F0_SR, fmin, fmax, threshold)
+    rms = frame_rms_db(x16, F0_SR)[:n]
+    rms = np.pad(rms, (0, n - rms.size), constant_values=-200.0)
+    f0[silent_frames(rms)] = np.nan
+    return np.arange(n) * HOP_S, f0
+
+
+def text_units(text: str) -> tuple[int, int]:
+    """(CJK characters + digits, Latin letters) of the scoring-normalised text."""
+    from eval.metrics import normalize_text
+
+    norm = normalize_text(text).replace(" ", "")
+    syllables = len(re.findall(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff0-9]", norm))
+    return syllables, len(norm) - syllables
+
+
+def expected_duration(text: str) -> tuple[float, float, float]:
+    """(shortest, typical, longest) plausible speech duration of ``text`` in seconds (without the slack)."""
+    cjk, latin = text_units(text)
+    slow, typical, fast = (cjk / r for r in ZH_CHARS_PER_S)
+    slow_en, typical_en, fast_en = (latin / r for r in EN_LETTERS_PER_S)
+    return fast + fast_en, typical + typical_en, slow + slow_en
+
+
+@dataclass(frozen=True)
+class AudioMetrics:
+    duration: float
+    active_duration: float
+    speaking_rate: float
+    f0_mean: float
+    f0_std: float
+    voiced_ratio: float
+    energy_db_mean: float
+    energy_db_std: float
+    silence_ratio: float
+    clipping_ratio: float
+    expected_duration: float
+    asr_length_ratio: float | None
+    likely_repetition: bool
+    likely_truncation: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _asr_ratio(text: str, asr_text: str, lang: str | None) -> tuple[float | None, int, int]:
+    from eval.metrics import canonical_language, normalize_text, tokenize
+
+    ref_norm = normalize_text(text)
+    kind = canonical_language(lang, ref_norm)
+    ref_n = len(tokenize(ref_norm, kind, normalized=True))
+    hyp_n = len(tokenize(normalize_text(asr_text), kind, normalized=True))
+    if ref_n == 0:
+        return None, ref_n, hyp_n
+    return hyp_n / ref_n, ref_n, hyp_n
+
+
+def analyze(wav: Any, sr: int, text: str, asr_text: str | None = None, lang: str | None = "auto") -> AudioMetrics:
+    """All signal metrics of one utterance (see the module docstring for every definition)."""
+    x = _mono(wav)
+    sr = int(sr)
+    if sr <= 0:
+        raise AudioError(f"sample rate must be positive, got {sr}")
+    duration = x.size / sr
+    rms = frame_rms_db(x, sr)
+    silent = silent_frames(rms)
+    voiced_idx = np.nonzero(~silent)[0]
+    if voiced_idx.size:
+        active = min(duration, (voiced_idx[-1] - voiced_idx[0]) * HOP_S + FRAME_S)
+        energy = rms[~silent]
+        energy_mean, energy_std = float(energy.mean()), float(energy.std())
+    else:
+        active, energy_mean, energy_std = 0.0, float("nan"), float("nan")
+    _, f0 = f0_contour(x, sr)
+    voiced = f0[np.isfinite(f0)]
+    f0_mean = float(voiced.mean()) if voiced.size else float("nan")
+    f0_std = float(voiced.std()) if voiced.size else float("nan")
+
+    cjk, latin = text_units(text)
+    speaking_rate = (cjk + latin) / active if active > 0 else 0.0
+    shortest, typical, longest = expected_duration(text)
+    has_text = cjk + latin > 0
+    too_long = has_text and active > longest + DURATION_SLACK_S
+    too_short = has_text and (active == 0.0 or active < shortest - DURATION_SLACK_S)
+
+    ratio = None
+    if asr_text is not None:
+        ratio, ref_n, hyp_n = _asr_ratio(text, asr_text, lang)
+        if ratio is not None:
+            too_long = too_long or (ratio >= ASR_LONG_RATIO and hyp_n - ref_n >= ASR_MIN_TOKEN_GAP)
+            too_short = too_short or (ratio <= ASR_SHORT_RATIO and ref_n - hyp_n >= ASR_MIN_TOKEN_GAP)
+
+    return AudioMetrics(
+        duration=duration, active_duration=float(active), speaking_rate=float(speaking_rate),
+        f0_mean=f0_mean, f0_std=f0_std, voiced_ratio=float(voiced.size / max(1, f0.size)),
+        energy_db_mean=energy_mean, energy_db_std=energy_std,
+        silence_ratio=float(silent.mean()) if silent.size else 1.0,
+        clipping_ratio=float(np.mean(np.abs(x) >= CLIP_LEVEL)),
+        expected_duration=float(typical), asr_length_ratio=ratio,
+        likely_repetition=bool(too_long), likely_truncation=bool(too_short))
+
+
+# ------------------------------------------------------------------------------------------------ speaker similarity
+
+def speaker_embedding(encoder, wav: Any, sr: int):
+    """The speaker vector (``SpeakerEncoder.forward``, i.e. ERes2NetV2 ``forward3``) of a waveform at any rate,
+    as a 1-D float32 tensor. Compute the reference's once and reuse it with :func:`embedding_similarity`."""
+    import torch
+
+    from gsv_core.audio import resample
+    from gsv_core.features.speaker import SAMPLE_RATE
+
+    x = _mono(wav, "speaker similarity input")
+    x16 = resample(x, int(sr), SAMPLE_RATE) if int(sr) != SAMPLE_RATE else x
+    if x16.size < SAMPLE_RATE // 10:
+        raise AudioError(f"speaker similarity needs at least 0.1 s of audio, got {x16.size / SAMPLE_RATE:.3f} s")
+    return encoder(torch.from_numpy(np.ascontiguousarray(x16)))[0].float().cpu()
+
+
+def embedding_similarity(emb_a, emb_b) -> float:
+    """Cosine similarity of two speaker vectors, as a float."""
+    from gsv_core.features.speaker import cosine_similarity
+
+    return float(cosine_similarity(emb_a, emb_b))
+
+
+def speaker_similarity(encoder, wav_a: Any, sr_a: int, wav_b: Any, sr_b: int) -> float:
+    """Cosine similarity of the speaker vectors of two waveforms (each resampled to 16 kHz)."""
+    return embedding_similarity(speaker_embedding(encoder, wav_a, sr_a), speaker_embedding(encoder, wav_b, sr_b))
