@@ -161,6 +161,10 @@ def write_report(run_dir: str | os.PathLike) -> Path:
             row["error_rate_delta"] = None if ea is None or eb is None else eb - ea
         flat.append(row)
     _write_csv(run_dir / "sentences.csv", flat)
+    from .listening import write_listening_summary  # listening tests live in RUN_DIR/listening/, if any
+
+    listening = write_listening_summary(run_dir)
+    data["listening"] = None if listening is None else str(Path(listening).relative_to(run_dir))
     out = run_dir / "report.html"
     out.write_text(render_html(data), encoding="utf-8")
     return out
@@ -311,6 +315,10 @@ def render_html(data: dict) -> str:
                          f"D{_fmt(r['deletions'])} I{_fmt(r['insertions'])}), sim {e(_fmt(_num(r['similarity'])))}"
                          f", seed {r['seed']}, tries {r['n_tries']}</div>{flags}</td>")
         parts.append("</tr>")
-    parts.append("</tbody></table><p>Files: report.json, utterances.csv, summary.csv, pairwise.csv, sentences.csv, "
+    parts.append("</tbody></table>")
+    if data.get("listening"):
+        parts.append(f"<h2>Listening tests</h2><p><a href='{e(data['listening'])}'>MOS / A-B / CMOS results</a> "
+                     "(blind tests run on this folder's audio).</p>")
+    parts.append("<p>Files: report.json, utterances.csv, summary.csv, pairwise.csv, sentences.csv, "
                  "config.json (rerun with <code>python -m eval run --config config.json</code>).</p></body></html>")
     return "".join(parts)

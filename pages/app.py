@@ -46,9 +46,17 @@ def build_app(settings: Settings, services: Optional[Services] = None) -> gr.Blo
                     build_asr_tab(settings, services.asr)
                 else:
                     planned_tab("ASR")
-            for name in ("Finetune", "Eval", "RefAudio"):
-                with gr.Tab(name, id=name.lower()):
-                    planned_tab(name)
+            with gr.Tab("Finetune", id="finetune"):
+                planned_tab("Finetune")
+            with gr.Tab("Eval", id="eval"):
+                if services.asr is not None:
+                    from .eval import build_eval_tab
+
+                    build_eval_tab(settings, services)
+                else:
+                    planned_tab("Eval")
+            with gr.Tab("RefAudio", id="refaudio"):
+                planned_tab("RefAudio")
     app.gsv_services = services  # tests and the launcher reach the shared services here
     return app
 

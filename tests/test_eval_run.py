@@ -214,6 +214,17 @@ def test_run_interrupted_then_resumed_then_reported(e2e):
     assert {p["metric"] for p in data["pairwise"]} >= {"error_rate", "similarity"}
     for name in ("utterances.csv", "summary.csv", "pairwise.csv", "sentences.csv"):
         assert (run_dir / name).stat().st_size > 0
+    assert "Listening tests" not in html  # no listening test yet: no link
+
+    # a blind test on this run's audio is linked from the rebuilt report
+    from eval.listening import create_test_from_run
+
+    mos = create_test_from_run(run_dir, "mos")
+    mos.answer("rater1", 0, 4)
+    assert main(["report", str(run_dir)]) == 0
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Listening tests" in html and "href='listening/index.html'" in html
+    assert (run_dir / "listening" / "index.html").is_file()
 
 
 def test_cancel_keeps_finished_and_changed_config_is_refused(e2e):
