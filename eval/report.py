@@ -24,6 +24,8 @@ from eval.run import EvalError, load_results
 
 #: per-utterance numbers compared between systems (higher_is_better)
 COMPARED = {"error_rate": False, "similarity": True, "rtf": False, "duration": None}
+#: paired sentences needed before the report calls one system better (the bootstrap is meaningless below)
+MIN_PAIRS_FOR_VERDICT = 5
 
 
 def _num(v) -> Optional[float]:
@@ -95,7 +97,10 @@ def build_report(run_dir: str | os.PathLike) -> dict:
                 continue
             m, lo, hi = paired_bootstrap_diff(pb, pa)
             verdict = "no clear difference"
-            if higher is not None and (lo > 0 or hi < 0):
+            if len(pa) < MIN_PAIRS_FOR_VERDICT:
+                # a bootstrap over a handful of sentences collapses to (nearly) a point: no claim either way
+                verdict = f"too few sentences for a verdict (n={len(pa)} < {MIN_PAIRS_FOR_VERDICT})"
+            elif higher is not None and (lo > 0 or hi < 0):
                 verdict = f"{b} better" if (lo > 0) == higher else f"{a} better"
             pairwise.append(dict(a=a, b=b, metric=metric, n=len(pa), diff_b_minus_a=float(m), ci_low=float(lo),
                                  ci_high=float(hi), verdict=verdict))

@@ -212,6 +212,7 @@ def test_run_interrupted_then_resumed_then_reported(e2e):
         n_sum = sum(r["ref_len"] for r in base_rows)
         assert summ[name]["error_rate"] == pytest.approx(s_sum / n_sum)
     assert {p["metric"] for p in data["pairwise"]} >= {"error_rate", "similarity"}
+    assert all(p["verdict"].startswith("too few sentences") for p in data["pairwise"]), data["pairwise"]  # n = 2
     for name in ("utterances.csv", "summary.csv", "pairwise.csv", "sentences.csv"):
         assert (run_dir / name).stat().st_size > 0
     assert "Listening tests" not in html  # no listening test yet: no link
