@@ -34,6 +34,16 @@ def app_settings(root: Path, parity_dir: Path, tiny_assets: dict, with_models: b
     )
 
 
+def serve_app(settings):
+    """The app built for ``settings`` and launched in this process on a free loopback port (call .close())."""
+    from pages.app import build_app, launch_kwargs
+
+    app = build_app(settings)
+    app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                       **launch_kwargs())
+    return app
+
+
 def write_wav(path: Path, seconds: float, sr: int = 32000, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
@@ -48,14 +58,10 @@ def served(tmp_path_factory, parity_dir, tiny_assets):
 
     from gradio_client import Client
 
-    from pages.app import build_app, launch_kwargs
-
     root = tmp_path_factory.mktemp("app")
     os.environ.setdefault("GRADIO_TEMP_DIR", str(root / "gradio_tmp"))
     settings = app_settings(root, parity_dir, tiny_assets)
-    app = build_app(settings)
-    app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                       **launch_kwargs())
+    app = serve_app(settings)
     try:
         client = Client(app.local_url, verbose=False)
         yield {"app": app, "client": client, "root": root, "settings": settings, "services": app.gsv_services}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app import app_settings, write_wav
+from test_app import app_settings, serve_app, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "browser"
@@ -19,14 +19,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TABS = ["TTS", "ASR", "Finetune", "Eval", "RefAudio"]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (scripts/test.sh installs it)")
-
-
-def _serve(settings):
-    from pages.app import build_app, launch_kwargs
-
-    app = build_app(settings)
-    app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +36,7 @@ def browser():
 def site(tmp_path_factory, parity_dir, tiny_assets):
     root = tmp_path_factory.mktemp("browser_app")
     os.environ.setdefault("GRADIO_TEMP_DIR", str(root / "gradio_tmp"))
-    app = _serve(app_settings(root, parity_dir, tiny_assets))
+    app = serve_app(app_settings(root, parity_dir, tiny_assets))
     yield {"url": app.local_url, "root": root}
     app.close()
 
@@ -152,7 +144,7 @@ def test_tts_generation_and_bad_inputs(browser, site, tiny_assets, tmp_path):
 
 
 def test_no_models_present(browser, tmp_path, parity_dir, tiny_assets):
-    app = _serve(app_settings(tmp_path, parity_dir, tiny_assets, with_models=False))
+    app = serve_app(app_settings(tmp_path, parity_dir, tiny_assets, with_models=False))
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app.local_url, wait_until="load")
@@ -178,7 +170,7 @@ def test_asr_transcription(browser, tmp_path_factory, parity_dir, tiny_assets):
     build_tiny_whisper(root / "whisper" / "tiny-random")
     settings = dataclasses.replace(app_settings(root, parity_dir, tiny_assets), whisper_dir=root / "whisper")
     clip = write_wav(root / "clip_for_asr.wav", 2.0, sr=16000)
-    app = _serve(settings)
+    app = serve_app(settings)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(app.local_url, wait_until="load")

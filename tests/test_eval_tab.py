@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app import app_settings
+from test_app import app_settings, serve_app
 
 REF_TEXT = "你早上好，这是参考声音。"
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,14 +26,6 @@ def _settings(root: Path, parity_dir, tiny_assets):
                                reports_dir=root / "reports", cpu_threads=2)
 
 
-def _serve(settings):
-    from pages.app import build_app, launch_kwargs
-
-    app = build_app(settings)
-    app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
-    return app
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, parity_dir, tiny_assets):
     from gradio_client import Client
@@ -41,7 +33,7 @@ def served(tmp_path_factory, parity_dir, tiny_assets):
     root = tmp_path_factory.mktemp("eval_tab")
     os.environ.setdefault("GRADIO_TEMP_DIR", str(root / "gradio_tmp"))
     settings = _settings(root, parity_dir, tiny_assets)
-    app = _serve(settings)
+    app = serve_app(settings)
     try:
         yield {"app": app, "client": Client(app.local_url, verbose=False), "root": root, "settings": settings,
                "services": app.gsv_services}
@@ -160,7 +152,7 @@ def test_browser_eval_run_and_report(tmp_path_factory, parity_dir, tiny_assets):
     csv_path = root / "tests.csv"
     csv_path.write_text("id,text,lang\ns1,今天天气很好。,zh\n", encoding="utf-8")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    app = _serve(settings)
+    app = serve_app(settings)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
