@@ -1,4 +1,9 @@
-"""The reference-audio workbench: a SQLite library of reference clips, parameter sweeps, scoring and presets.
+"""The reference-audio workbench: a SQLite library of reference clips, parameter sweeps run in batches through the
+engine, automatic metrics and user scores, and voice presets ("products").
 
-Filled in by the RefAudio issue; the RefAudio tab and ``python -m refaudio`` call into this package.
+The RefAudio tab and ``python -m refaudio`` call :class:`refaudio.service.RefAudioService`; see docs/refaudio.md.
 """
+from .service import RefAudioService
+from .sweeps import TaskSpec
+
+__all__ = ["RefAudioService", "TaskSpec"]

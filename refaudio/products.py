@@ -1,0 +1,323 @@
+"""Products: a chosen combination (models, reference, auxiliary references, every parameter) saved as a named
+voice preset, exported as a zip with relative paths and imported back.
+
+A product zip holds one folder per product::
+
+    <role>-<product>-<id>/preset.json      our preset (the TTS tab's "load product"; see load_preset)
+                          api_v2.json      upstream api_v2: {"tts_infer": {...}, "request": {... /tts body ...}}
+                          tts_infer.yaml   upstream's config section (JSON is valid YAML)
+                          audio/ref<ext>, audio/aux_<k><ext>
+                          models/<files>   only with include_models
+
+All JSON is written with json.dumps; file names come from ids and safe names, never from transcripts.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Optional, Sequence
+
+from gsv_core.errors import GSVError
+
+from .db import Database, NotFound
+from .files import atomic_copy, safe_name
+from .library import LANGUAGES, Library
+from .sweeps import PARAM_DEFAULTS, _check_value
+
+PRESET_FORMAT = "gsv-playground-preset"
+PRESET_VERSION = 1
+PRODUCT_PARAMS = (*PARAM_DEFAULTS, "seed", "text_lang")
+MAX_ZIP_BYTES = 4 << 30
+
+
+class ProductError(GSVError):
+    """A product that cannot be saved, exported or imported as given."""
+
+
+def _params(params: dict) -> dict:
+    out = {}
+    for k, v in (params or {}).items():
+        if k in ("gpt_path", "sovits_path", "aux_refs"):
+            continue
+        if k not in PRODUCT_PARAMS:
+            raise ProductError(f"Unknown product parameter {k!r}; known: {', '.join(PRODUCT_PARAMS)}.")
+        if k == "seed":
+            out[k] = int(v)
+        elif k == "text_lang":
+            if v not in LANGUAGES:
+                raise ProductError(f"text_lang {v!r} is not supported; use one of {', '.join(LANGUAGES)}.")
+            out[k] = v
+        else:
+            out[k] = _check_value(k, v)
+    return {**{k: v for k, v in PARAM_DEFAULTS.items()}, "seed": -1, "text_lang": "zh", **out}
+
+
+class Products:
+    def __init__(self, db: Database, library: Library):
+        self.db = db
+        self.library = library
+
+    def save(self, role_id: int, name: str, gpt_path: str, sovits_path: str, ref_clip_id: int,
+             aux_clip_ids: Sequence[int] = (), params: Optional[dict] = None, category: str = "", remark: str = "",
+             score: Optional[float] = None, source_item_id: Optional[int] = None, overwrite: bool = False) -> int:
+        self.library.role(role_id)
+        name = str(name or "").strip()
+        if not name or len(name) > 200:
+            raise ProductError("Give the product a name (at most 200 characters).")
+        gpt, sovits = _check_value("gpt_path", gpt_path), _check_value("sovits_path", sovits_path)
+        ref = self.library.clip(ref_clip_id)
+        aux = [int(self.library.clip(c)["id"]) for c in aux_clip_ids]
+        for clip in [ref] + [self.library.clip(c) for c in aux]:
+            if clip["role_id"] != int(role_id):
+                raise ProductError(f"Clip {clip['id']} belongs to another role.")
+        values = (gpt, sovits, ref["id"], json.dumps(aux), json.dumps(_params(params or {})), category, remark,
+                  score, source_item_id)
+        with self.db.transaction() as conn:
+            existing = conn.execute("SELECT id FROM products WHERE role_id = ? AND name = ?",
+                                    (int(role_id), name)).fetchone()
+            if existing and not overwrite:
+                raise ProductError(f"A product named {name!r} exists already; choose another name or overwrite.")
+            if existing:
+                conn.execute("UPDATE products SET gpt_path = ?, sovits_path = ?, ref_clip_id = ?, aux_clip_ids = ?, "
+                             "params = ?, category = ?, remark = ?, score = ?, source_item_id = ? WHERE id = ?",
+                             (*values, existing[0]))
+                return int(existing[0])
+            return int(conn.execute(
+                "INSERT INTO products (gpt_path, sovits_path, ref_clip_id, aux_clip_ids, params, category, remark, "
+                "score, source_item_id, role_id, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, int(role_id), name)).lastrowid)
+
+    def from_result(self, results: Any, item_id: int, name: str, text_lang: Optional[str] = None,
+                    remark: str = "", overwrite: bool = False) -> int:
+        """Save the settings of one result (its cell, reference, auxiliaries and seed) as a product."""
+        item = results.item(item_id)
+        if item["clip_id"] is None:
+            raise ProductError(f"The reference clip of result {item_id} was deleted.")
+        p = item["params"]
+        task = results.sweeps.task(item["task_id"])
+        params = {k: p[k] for k in PARAM_DEFAULTS if k in p}
+        params.update(seed=int(item["seed"]), text_lang=text_lang or item["text_lang"])
+        return self.save(task["role_id"], name, p["gpt_path"], p["sovits_path"], item["clip_id"],
+                         p.get("aux_refs", []), params, remark=remark, score=item["user_score"],
+                         source_item_id=item["id"], overwrite=overwrite)
+
+    def product(self, product_id: int) -> dict:
+        row = self.db.one("SELECT p.*, r.category AS role_category, r.name AS role_name FROM products p "
+                          "JOIN roles r ON r.id = p.role_id WHERE p.id = ?", (int(product_id),))
+        if row is None:
+            raise NotFound(f"There is no product with id {product_id}.")
+        row["params"] = json.loads(row["params"])
+        row["aux_clip_ids"] = json.loads(row["aux_clip_ids"])
+        return row
+
+    def products(self, role_id: Optional[int] = None, search: str = "") -> list[dict]:
+        sql = ("SELECT p.id FROM products p JOIN roles r ON r.id = p.role_id WHERE "
+               "(instr(lower(p.name), lower(?)) > 0 OR instr(lower(p.category), lower(?)) > 0)")
+        params: list[Any] = [search, search]
+        if role_id is not None:
+            sql += " AND p.role_id = ?"
+            params.append(int(role_id))
+        return [self.product(r["id"]) for r in self.db.all(sql + " ORDER BY r.category, r.name, p.name", params)]
+
+    def delete(self, product_id: int) -> None:
+        self.product(product_id)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM products WHERE id = ?", (int(product_id),))
+
+    # -- export ------------------------------------------------------------------------------------------------
+
+    def documents(self, product_id: int, include_models: bool = False) -> tuple[dict, dict, list[tuple[Path, str]]]:
+        """(preset, api_v2 document, [(source file, path inside the product folder)])."""
+        p = self.product(product_id)
+        ref = self.library.clip(p["ref_clip_id"])
+        files = [(self.library.clip_path(ref), f"audio/ref{Path(ref['file']).suffix}")]
+        aux_docs = []
+        for k, clip_id in enumerate(p["aux_clip_ids"], 1):
+            clip = self.library.clip(clip_id)
+            arc = f"audio/aux_{k}{Path(clip['file']).suffix}"
+            files.append((self.library.clip_path(clip), arc))
+            aux_docs.append({"audio": arc, "text": clip["transcript"], "language": clip["language"]})
+        models = {}
+        for key in ("gpt", "sovits"):
+            src = Path(p[f"{key}_path"])
+            arc = f"models/{safe_name(src.name, key)}"
+            if include_models:
+                if not src.is_file():
+                    raise ProductError(f"The {key} weights {src} are gone; cannot include them in the export.")
+                files.append((src, arc))
+            models[key] = {"file": arc if include_models else None, "name": src.name, "source_path": str(src)}
+        version = _model_version(p["sovits_path"])
+        params = p["params"]
+        preset = {
+            "format": PRESET_FORMAT, "format_version": PRESET_VERSION, "name": p["name"],
+            "category": p["category"], "remark": p["remark"], "score": p["score"],
+            "role": {"category": p["role_category"], "name": p["role_name"]}, "version": version,
+            "models": models,
+            "reference": {"audio": files[0][1], "text": ref["transcript"], "language": ref["language"],
+                          "duration": ref["duration"]},
+            "aux_refs": aux_docs, "params": params,
+        }
+        model_path = {k: (models[k]["file"] or models[k]["source_path"]) for k in models}
+        api = {
+            "tts_infer": {"custom": {"version": version, "t2s_weights_path": model_path["gpt"],
+                                     "vits_weights_path": model_path["sovits"]}},
+            "request": {
+                "text": "", "text_lang": params["text_lang"], "ref_audio_path": files[0][1],
+                "aux_ref_audio_paths": [a["audio"] for a in aux_docs], "prompt_text": ref["transcript"],
+                "prompt_lang": ref["language"], "top_k": params["top_k"], "top_p": params["top_p"],
+                "temperature": params["temperature"], "text_split_method": params["split_method"],
+                "batch_size": params["batch_size"], "speed_factor": params["speed"],
+                "fragment_interval": params["pause"], "seed": params["seed"], "parallel_infer": True,
+                "repetition_penalty": params["repetition_penalty"], "media_type": "wav", "streaming_mode": False,
+            },
+        }
+        return preset, api, files
+
+    def export(self, product_ids: Sequence[int], dest: Path, include_models: bool = False) -> Path:
+        ids = [int(i) for i in product_ids]
+        if not ids:
+            raise ProductError("Choose at least one product to export.")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent))
+        import os
+
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                for pid in ids:
+                    preset, api, files = self.documents(pid, include_models)
+                    folder = f"{safe_name(preset['role']['name'], 'role')}-{safe_name(preset['name'], 'product')}-{pid}"
+                    z.writestr(f"{folder}/preset.json", json.dumps(preset, ensure_ascii=False, indent=2))
+                    z.writestr(f"{folder}/api_v2.json", json.dumps(api, ensure_ascii=False, indent=2))
+                    z.writestr(f"{folder}/tts_infer.yaml", json.dumps(api["tts_infer"], ensure_ascii=False, indent=2))
+                    for src, arc in files:
+                        z.write(src, f"{folder}/{arc}")
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
+
+    # -- import ------------------------------------------------------------------------------------------------
+
+    def import_zip(self, zip_path: Path, role_id: Optional[int] = None, overwrite: bool = False) -> list[int]:
+        """Import every product of an exported zip: its audio becomes clips of the role (the preset's role, created
+        when missing, unless ``role_id`` is given), its models are copied into the library when included."""
+        zip_path = Path(zip_path)
+        if not zipfile.is_zipfile(zip_path):
+            raise ProductError(f"{zip_path.name} is not a zip file.")
+        made = []
+        with zipfile.ZipFile(zip_path) as z, tempfile.TemporaryDirectory(dir=self.library.root) as tmp:
+            names = z.namelist()
+            if sum(i.file_size for i in z.infolist()) > MAX_ZIP_BYTES:
+                raise ProductError(f"{zip_path.name} unpacks to more than 4 GiB; refusing.")
+            for n in names:
+                pp = PurePosixPath(n)
+                if pp.is_absolute() or ".." in pp.parts or "\\" in n or ":" in n:
+                    raise ProductError(f"{zip_path.name}: unsafe entry name {n!r}; refusing the whole file.")
+            presets = [n for n in names if PurePosixPath(n).name == "preset.json"]
+            if not presets:
+                raise ProductError(f"{zip_path.name} has no preset.json; export products with this tool first.")
+            z.extractall(tmp)
+            for entry in presets:
+                made.append(self._import_one(Path(tmp) / entry, role_id, overwrite))
+        return made
+
+    def _import_one(self, preset_file: Path, role_id: Optional[int], overwrite: bool) -> int:
+        try:
+            preset = json.loads(preset_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProductError(f"{preset_file.parent.name}/preset.json is not valid JSON: {exc}") from None
+        if preset.get("format") != PRESET_FORMAT:
+            raise ProductError(f"{preset_file.parent.name}/preset.json is not a {PRESET_FORMAT} file.")
+        folder = preset_file.parent
+        if role_id is None:
+            role = preset.get("role") or {}
+            role_id = self.library.create_role(role.get("category") or "imported", role.get("name") or "imported")
+        models = {}
+        for key in ("gpt", "sovits"):
+            m = preset["models"][key]
+            if m.get("file"):
+                src = _inside(folder, m["file"])
+                target = self.library.role_dir(role_id) / "models" / safe_name(Path(m["file"]).name, key)
+                if not target.exists():
+                    atomic_copy(src, target)
+                models[key] = str(target)
+            elif m.get("source_path") and Path(m["source_path"]).is_file():
+                models[key] = m["source_path"]
+            else:
+                raise ProductError(f"Product {preset.get('name')!r}: the {key} weights {m.get('name')} are not in the "
+                                   "zip and not at their original path; export with models included.")
+        ref = preset["reference"]
+        ref_id, _ = self.library.add_clip(role_id, _inside(folder, ref["audio"]), str(ref.get("text", "")),
+                                          ref.get("language", "zh"), category="products")
+        aux_ids = [self.library.add_clip(role_id, _inside(folder, a["audio"]), str(a.get("text", "")),
+                                         a.get("language", "zh"), category="products")[0]
+                   for a in preset.get("aux_refs", [])]
+        return self.save(role_id, preset["name"], models["gpt"], models["sovits"], ref_id, aux_ids,
+                         preset.get("params") or {}, category=preset.get("category", ""),
+                         remark=preset.get("remark", ""), score=preset.get("score"), overwrite=overwrite)
+
+
+def _inside(folder: Path, rel: str) -> Path:
+    pp = PurePosixPath(str(rel))
+    if pp.is_absolute() or ".." in pp.parts:
+        raise ProductError(f"Unsafe path {rel!r} in a preset.")
+    path = (folder / pp).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise ProductError(f"The preset names {rel!r}, which is not in its folder.")
+    return path
+
+
+def _model_version(sovits_path: str) -> str:
+    try:
+        from gsv_core.inspect import describe
+
+        return str(describe(Path(sovits_path)).get("version", ""))
+    except Exception:  # noqa: BLE001 - the version is informative only
+        return ""
+
+
+def load_preset(path: Any) -> dict:
+    """A preset (``preset.json``, its folder, or a product zip's extracted folder) as TTS request values with
+    absolute paths: text_lang, ref_audio, ref_text, ref_lang, aux_refs, gpt_path, sovits_path and every parameter.
+    ``pages/tts.py`` passes them to ``Services.make_request``."""
+    p = Path(str(path))
+    if p.is_dir():
+        p = p / "preset.json"
+    if not p.is_file():
+        raise ProductError(f"{p} not found; choose a product's preset.json.")
+    try:
+        preset = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProductError(f"{p} is not valid JSON: {exc}") from None
+    if preset.get("format") != PRESET_FORMAT:
+        raise ProductError(f"{p} is not a {PRESET_FORMAT} file.")
+    folder = p.parent
+    out = dict(preset.get("params") or {})
+    for key in ("gpt", "sovits"):
+        m = preset["models"][key]
+        model = _inside(folder, m["file"]) if m.get("file") else Path(m.get("source_path") or "")
+        if not model.is_file():
+            raise ProductError(f"The {key} weights of {preset.get('name')!r} ({m.get('name')}) are missing.")
+        out[f"{key}_path"] = str(model)
+    out["ref_audio"] = str(_inside(folder, preset["reference"]["audio"]))
+    out["ref_text"] = preset["reference"].get("text", "")
+    out["ref_lang"] = preset["reference"].get("language", "zh")
+    out["aux_refs"] = [str(_inside(folder, a["audio"])) for a in preset.get("aux_refs", [])]
+    out["name"] = preset.get("name", "")
+    return out
+
+
+def product_to_request_values(products: Products, product_id: int) -> dict:
+    """The same mapping as :func:`load_preset`, straight from the library (no export needed)."""
+    p = products.product(product_id)
+    ref = products.library.clip(p["ref_clip_id"])
+    out = dict(p["params"])
+    out.update(gpt_path=p["gpt_path"], sovits_path=p["sovits_path"],
+               ref_audio=str(products.library.clip_path(ref)), ref_text=ref["transcript"], ref_lang=ref["language"],
+               aux_refs=[str(products.library.clip_path(c)) for c in p["aux_clip_ids"]], name=p["name"])
+    return out

@@ -1,0 +1,403 @@
+"""RefAudioService: the one object the RefAudio tab and the CLI call (no gradio).
+
+Owns the database, the library folder (``<folder of REFAUDIO_DB>/library``), the output folder
+(``OUTPUT_DIR/refaudio``), the path guard over both, and a background queue: one worker thread per process runs
+queued tasks one after another (synthesis, then automatic metrics), with progress, cancel, and resume of
+interrupted tasks when the service starts.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from gsv_core.errors import GSVError
+
+from .db import Database
+from .files import PathGuard
+from .grouping import SpeakerIndex
+from .library import Library
+from .products import Products, load_preset, product_to_request_values
+from .scoring import Results, Transcriber, asr_transcriber
+from .sweeps import SweepRunner, Sweeps, TaskSpec
+
+
+@dataclass
+class JobState:
+    task_id: int
+    state: str = "queued"  # queued | running | scoring | done | cancelled | failed
+    fraction: float = 0.0
+    message: str = ""
+    error: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = 0.0
+
+
+class TaskQueue:
+    """A single worker thread that runs tasks in order. ``run_one(task_id, progress, cancel)`` does the work."""
+
+    def __init__(self, run_one: Callable[[int, Callable[[float, str], None], Callable[[], bool]], None]):
+        self._run_one = run_one
+        self._queue: "queue.Queue[int]" = queue.Queue()
+        self._jobs: dict[int, JobState] = {}
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+
+    def _ensure_worker(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="refaudio-queue", daemon=True)
+            self._thread.start()
+
+    def submit(self, task_id: int) -> JobState:
+        with self._lock:
+            job = self._jobs.get(int(task_id))
+            if job is not None and job.state in ("queued", "running", "scoring"):
+                return job
+            job = JobState(int(task_id))
+            self._jobs[int(task_id)] = job
+            self._queue.put(int(task_id))
+            self._ensure_worker()
+            return job
+
+    def cancel(self, task_id: int) -> bool:
+        with self._lock:
+            job = self._jobs.get(int(task_id))
+            if job is None or job.state not in ("queued", "running", "scoring"):
+                return False
+            job.cancel.set()
+            if job.state == "queued":
+                job.state = "cancelled"
+            return True
+
+    def state(self, task_id: int) -> Optional[JobState]:
+        with self._lock:
+            return self._jobs.get(int(task_id))
+
+    def wait(self, task_id: int, timeout: float = 600.0) -> JobState:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.state(task_id)
+            if job is not None and job.state in ("done", "cancelled", "failed"):
+                return job
+            time.sleep(0.05)
+        raise TimeoutError(f"task {task_id} did not finish within {timeout} s")
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._queue.put(-1)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            task_id = self._queue.get()
+            if task_id < 0:
+                return
+            job = self.state(task_id)
+            if job is None or job.cancel.is_set():
+                continue
+
+            def progress(fraction: float, message: str, job=job) -> None:
+                job.fraction, job.message = float(fraction), message
+
+            job.state, job.started = "running", time.time()
+            try:
+                self._run_one(task_id, progress, job.cancel.is_set)
+                job.state = "cancelled" if job.cancel.is_set() else "done"
+            except GSVError as exc:
+                job.state, job.error = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - a broken task must not stop the queue
+                job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
+
+
+class RefAudioService:
+    def __init__(self, settings: Any, engine: Any = None, engine_factory: Optional[Callable[[], Any]] = None,
+                 transcriber: Optional[Transcriber] = None, asr_service: Any = None,
+                 speaker_encoder: Any = None, sv_path: Any = None, auto_resume: bool = True,
+                 score_after_run: bool = True, chunk_size: int = 8):
+        self.settings = settings
+        self.db = Database(settings.refaudio_db)
+        self.library_root = (self.db.path.parent / "library").resolve()
+        self.out_root = (Path(settings.output_dir) / "refaudio").resolve()
+        self.library_root.mkdir(parents=True, exist_ok=True)
+        self.out_root.mkdir(parents=True, exist_ok=True)
+        self.guard = PathGuard([self.library_root, self.out_root])
+        self.library = Library(self.db, self.library_root, self.guard)
+        self.sweeps = Sweeps(self.db, self.library)
+        self.products = Products(self.db, self.library)
+        self._engine = engine
+        self._engine_factory = engine_factory
+        self._engine_lock = threading.Lock()
+        self._transcriber = transcriber if transcriber is not None else asr_transcriber(asr_service)
+        self._speaker_encoder = speaker_encoder
+        self._sv_path = sv_path
+        self.score_after_run = score_after_run
+        self.chunk_size = chunk_size
+        self.queue = TaskQueue(self._run_task)
+        if auto_resume:
+            self.resume_interrupted()
+
+    # -- shared pieces -----------------------------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        with self._engine_lock:
+            if self._engine is None:
+                if self._engine_factory is not None:
+                    self._engine = self._engine_factory()
+                else:
+                    from gsv_core.engine import ModelRegistry, TTSEngine
+
+                    self._engine = TTSEngine(ModelRegistry(self.settings))
+            return self._engine
+
+    def _encoder(self):
+        if self._speaker_encoder is not None:
+            return self._speaker_encoder
+        engine = self.engine
+        return engine.registry.speaker(self._sv_path or getattr(engine, "sv_path", None))
+
+    def speaker_index(self) -> SpeakerIndex:
+        path = self._sv_path or getattr(self._engine, "sv_path", None) or self.settings.sv_path
+        if self._speaker_encoder is not None:
+            return SpeakerIndex(self.db, self.library, lambda: self._speaker_encoder, f"injected:{id(self._speaker_encoder)}")
+        return SpeakerIndex.for_model_file(self.db, self.library, path, self._encoder)
+
+    def _speaker_index_or_none(self) -> Optional[SpeakerIndex]:
+        if self._speaker_encoder is not None:
+            return self.speaker_index()
+        path = self._sv_path or getattr(self._engine, "sv_path", None) or self.settings.sv_path
+        return self.speaker_index() if path and Path(str(path)).exists() else None
+
+    @property
+    def results(self) -> Results:
+        return Results(self.db, self.sweeps, self.out_root, self.guard, self._transcriber,
+                       self._speaker_index_or_none())
+
+    def runner(self, engine: Any = None) -> SweepRunner:
+        return SweepRunner(self.sweeps, engine or self.engine, self.out_root, self.guard, self.chunk_size)
+
+    def close(self) -> None:
+        self.queue.shutdown()
+        self.db.close()
+
+    # -- roles, clips ------------------------------------------------------------------------------------------
+
+    def list_roles(self, search: str = "") -> list[dict]:
+        return self.library.roles(search)
+
+    def create_role(self, category: str, name: str) -> int:
+        return self.library.create_role(category, name)
+
+    def delete_role(self, role_id: int) -> None:
+        for task in self.sweeps.tasks(role_id):
+            self.queue.cancel(task["id"])
+            self.guard.delete_tree(self.out_root / f"task_{task['id']}")
+        self.library.delete_role(role_id)
+
+    def import_list(self, role_id: int, list_path: Any, category: str = "default", **kw):
+        return self.library.import_list(role_id, Path(str(list_path)), category, **kw)
+
+    def list_clips(self, role_id: int, **filters) -> list[dict]:
+        return self.library.clips(role_id, **filters)
+
+    def categories(self, role_id: int) -> list[str]:
+        return self.library.categories(role_id)
+
+    def relabel(self, clip_ids: Sequence[int], category: str) -> int:
+        return self.library.relabel(clip_ids, category)
+
+    def update_clip(self, clip_id: int, **fields) -> dict:
+        return self.library.update_clip(clip_id, **fields)
+
+    def delete_clip(self, clip_id: int) -> None:
+        self.library.delete_clip(clip_id)
+
+    def clip_audio(self, clip_id: int) -> Path:
+        return self.library.clip_path(clip_id)
+
+    def clip_view(self, clip_id: int, marks: Sequence[float] = (), regions: Sequence[tuple[float, float]] = ()):
+        return self.library.clip_view(clip_id, marks, regions)
+
+    def split_clip(self, clip_id: int, segments: Sequence[dict], join: bool = False) -> list[int]:
+        return self.library.split_clip(clip_id, segments, join)
+
+    def export_clips(self, clip_ids: Sequence[int]) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return self.library.export_list(clip_ids, self.out_root / "exports" / f"clips_{stamp}.zip")
+
+    # -- grouping ----------------------------------------------------------------------------------------------
+
+    def similarity(self, anchor_clip_id: int, categories: Sequence[str] = (), threshold: Optional[float] = None,
+                   progress=None) -> dict:
+        """Scores against an anchor clip plus a histogram PNG (in the output folder)."""
+        from .plots import histogram_png
+
+        out = self.speaker_index().similarity_to(anchor_clip_id, categories, progress=progress)
+        out["histogram_png"] = str(histogram_png(out["counts"], out["edges"],
+                                                 self.out_root / "grouping" / f"clip{anchor_clip_id}_hist.png",
+                                                 threshold, f"similarity to clip {anchor_clip_id}"))
+        return out
+
+    def move_similar(self, anchor_clip_id: int, threshold: float, target_category: str,
+                     categories: Sequence[str] = ()) -> list[int]:
+        return self.speaker_index().move_similar(anchor_clip_id, threshold, target_category, categories)
+
+    def cluster(self, role_id: int, threshold: float, categories: Sequence[str] = ()) -> list[list[int]]:
+        return self.speaker_index().cluster(role_id, threshold, categories)
+
+    def apply_clusters(self, clusters: Sequence[Sequence[int]], prefix: str = "speaker") -> dict:
+        return self.speaker_index().apply_clusters(clusters, prefix)
+
+    # -- tasks -------------------------------------------------------------------------------------------------
+
+    def create_task(self, spec: TaskSpec) -> int:
+        return self.sweeps.create_task(spec)
+
+    def list_tasks(self, role_id: Optional[int] = None) -> list[dict]:
+        return self.sweeps.tasks(role_id)
+
+    def start_task(self, task_id: int) -> JobState:
+        self.sweeps.task(task_id)
+        self.sweeps.set_status(task_id, "queued")
+        return self.queue.submit(task_id)
+
+    def cancel_task(self, task_id: int) -> bool:
+        ok = self.queue.cancel(task_id)
+        if ok and self.sweeps.task(task_id)["status"] == "queued":
+            self.sweeps.set_status(task_id, "cancelled")
+        return ok
+
+    def task_status(self, task_id: int) -> dict:
+        task = self.sweeps.task(task_id)
+        job = self.queue.state(task_id)
+        counts = self.sweeps.counts(task_id)
+        return {"task": task, "counts": counts, "state": job.state if job else task["status"],
+                "fraction": job.fraction if job else (counts["done"] + counts["failed"]) / max(1, counts["total"]),
+                "message": job.message if job else "", "error": (job.error if job else "") or task["error"]}
+
+    def run_task_now(self, task_id: int, progress=None, cancel=None) -> dict:
+        """Synchronously (CLI): synthesise the pending items, then measure them."""
+        self._run_task(task_id, progress or (lambda *_: None), cancel or (lambda: False))
+        return self.sweeps.counts(task_id)
+
+    def _run_task(self, task_id: int, progress, cancel) -> None:
+        def part(lo: float, hi: float):
+            return lambda f, m: progress(lo + (hi - lo) * f, m)
+
+        self.runner().run(task_id, progress=part(0.0, 0.85 if self.score_after_run else 1.0), cancel=cancel)
+        if self.score_after_run and not cancel():
+            outcome = self.results.score_task(task_id, progress=part(0.85, 1.0), cancel=cancel)
+            if outcome["notes"]:
+                task = self.sweeps.task(task_id)
+                note = "; ".join(n for n in [task["error"], *outcome["notes"]] if n)
+                self.sweeps.set_status(task_id, task["status"], note)
+
+    def resume_interrupted(self) -> list[int]:
+        """Tasks that were queued or running when the process stopped: their items go back to pending and the
+        tasks are queued again."""
+        ids = [t["id"] for t in self.db.all("SELECT id FROM tasks WHERE status IN ('queued', 'running') ORDER BY id")]
+        for task_id in ids:
+            self.sweeps.recover(task_id)
+            self.start_task(task_id)
+        return ids
+
+    def retry_failed(self, task_id: int) -> int:
+        return self.sweeps.retry_failed(task_id)
+
+    def update_task(self, task_id: int, name=None, conclusion=None) -> dict:
+        return self.sweeps.update_task(task_id, name, conclusion)
+
+    def delete_task(self, task_id: int) -> None:
+        self.sweeps.task(task_id)
+        self.queue.cancel(task_id)
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE products SET source_item_id = NULL WHERE source_item_id IN "
+                         "(SELECT id FROM items WHERE task_id = ?)", (int(task_id),))
+            conn.execute("DELETE FROM tasks WHERE id = ?", (int(task_id),))
+        self.guard.delete_tree(self.out_root / f"task_{int(task_id)}")
+
+    # -- results -----------------------------------------------------------------------------------------------
+
+    def list_results(self, task_id: int, **filters) -> list[dict]:
+        return self.results.results(task_id, **filters)
+
+    def result(self, item_id: int) -> dict:
+        return self.results.item(item_id)
+
+    def result_audio(self, item_id: int) -> Path:
+        return self.results.audio_path(item_id)
+
+    def result_spectrogram(self, item_id: int) -> Path:
+        return self.results.spectrogram_path(item_id)
+
+    def set_score(self, item_id: int, score: Optional[int] = None, remark: Optional[str] = None) -> dict:
+        return self.results.set_score(item_id, score, remark)
+
+    def compare(self, a_id: int, b_id: int) -> dict:
+        return self.results.compare(a_id, b_id)
+
+    def score_task(self, task_id: int, rescore: bool = False, progress=None) -> dict:
+        return self.results.score_task(task_id, progress=progress, rescore=rescore)
+
+    def long_text_task(self, text: str, text_lang: str = "zh", item_id: Optional[int] = None,
+                       task_id: Optional[int] = None, samples: int = 1, start: bool = True) -> int:
+        """The long-text stage: the settings of ``item_id`` (or the best-scored result of ``task_id``) applied to a
+        long text, as a new task scored the same way."""
+        if item_id is None:
+            if task_id is None:
+                raise GSVError("Choose a result, or a task whose best-scored result is used.")
+            best = self.results.best(task_id)
+            if not best:
+                raise GSVError(f"Task {task_id} has no finished result yet.")
+            item_id = best[0]["id"]
+        item = self.results.item(item_id)
+        task = self.sweeps.task(item["task_id"])
+        base = dict(item["params"])
+        spec = TaskSpec(role_id=task["role_id"], name=f"long text · from result {item_id}", compare="none",
+                        base=base, texts=[(text, text_lang)], ref_clip_ids=[item["clip_id"]], samples=samples,
+                        fixed_seed=int(item["seed"]))
+        new_id = self.sweeps.create_task(spec, parent_item_id=item_id)
+        if start:
+            self.start_task(new_id)
+        return new_id
+
+    # -- products ----------------------------------------------------------------------------------------------
+
+    def save_product(self, role_id: int, name: str, **kw) -> int:
+        return self.products.save(role_id, name, **kw)
+
+    def product_from_result(self, item_id: int, name: str, **kw) -> int:
+        return self.products.from_result(self.results, item_id, name, **kw)
+
+    def list_products(self, role_id: Optional[int] = None, search: str = "") -> list[dict]:
+        return self.products.products(role_id, search)
+
+    def delete_product(self, product_id: int) -> None:
+        self.products.delete(product_id)
+
+    def export_products(self, product_ids: Sequence[int], include_models: bool = False,
+                        dest: Optional[Path] = None) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        ids = [int(i) for i in product_ids]
+        target = dest or self.out_root / "exports" / f"products_{'_'.join(map(str, ids[:5]))}_{stamp}.zip"
+        return self.products.export(ids, Path(target), include_models)
+
+    def import_products(self, zip_path: Any, role_id: Optional[int] = None, overwrite: bool = False) -> list[int]:
+        return self.products.import_zip(Path(str(zip_path)), role_id, overwrite)
+
+    def product_request_values(self, product_id: int) -> dict:
+        """What the TTS tab needs to load a product (absolute paths + parameters)."""
+        return product_to_request_values(self.products, product_id)
+
+    @staticmethod
+    def load_preset(path: Any) -> dict:
+        return load_preset(path)
+
+    # -- served files ------------------------------------------------------------------------------------------
+
+    def resolve_served(self, path: Any) -> Path:
+        """A file the UI may serve: only inside the library and output folders."""
+        return self.guard.resolve(path)
