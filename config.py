@@ -55,6 +55,8 @@ class Settings:
     output_dir: Path = Path("output")
     reports_dir: Path = Path("reports")
     logs_dir: Path = Path("logs")
+    #: one folder per finetuning experiment (data, features, training state, selection runs)
+    experiments_dir: Path = Path("experiments")
     tts_log_csv: Path = Path("logs/tts_log.csv")
     refaudio_db: Path = Path("refaudio/library.sqlite3")
     # --- compute -----------------------------------------------------------------------------------------------
