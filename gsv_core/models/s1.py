@@ -49,6 +49,10 @@ class S1Config:
     num_layers: int = 24
     eos: int = 1024
     max_sec: float = 54
+    #: training-only dropout (identity in eval mode): upstream hard-codes 0.1 after the positional encodings, on
+    #: the attention weights, after attention and around the FFN; token-embedding dropout is the yaml's ``dropout``
+    dropout: float = 0.1
+    embedding_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "phoneme_vocab_size", "embedding_dim", "hidden_dim", "num_heads", "num_layers"):
@@ -93,6 +97,7 @@ class S1Config:
             raise CheckpointError(f"GPT config: the model section lacks {missing}")
         fields: dict[str, Any] = {ours: model_cfg[theirs] for ours, theirs in names.items()}
         fields["eos"] = model_cfg.get("EOS", fields["vocab_size"] - 1)
+        fields["embedding_dropout"] = float(model_cfg.get("dropout", 0) or 0)
         if max_sec is not None:
             fields["max_sec"] = max_sec
         return cls(**fields)
@@ -114,12 +119,13 @@ class S1Config:
 class LookupEmbedding(nn.Module):
     """Token id -> vector; exists only so the table sits under ``<name>.word_embeddings.weight``."""
 
-    def __init__(self, num_embeddings: int, dim: int):
+    def __init__(self, num_embeddings: int, dim: int, dropout: float = 0.0):
         super().__init__()
         self.word_embeddings = nn.Embedding(num_embeddings, dim)
+        self.dropout = nn.Dropout(dropout)  # no parameters: the key tree is unchanged; identity in eval mode
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.word_embeddings(ids)
+        return self.dropout(self.word_embeddings(ids))
 
 
 def sinusoid(start: int, length: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -140,14 +146,15 @@ def sinusoid(start: int, length: int, dim: int, device: torch.device) -> torch.T
 class ScaledSinusoid(nn.Module):
     """Adds ``alpha * PE[start + t]``; ``alpha`` is learned (checkpoint key ``alpha``), the embedding is not scaled."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, dropout: float = 0.0):
         super().__init__()
         self.dim = dim
         self.alpha = nn.Parameter(torch.ones(1))
+        self.dropout = nn.Dropout(dropout)  # training only
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         pe = sinusoid(start, x.shape[-2], self.dim, x.device).to(x.dtype)
-        return x + self.alpha * pe
+        return self.dropout(x + self.alpha * pe)
 
 
 class KVCache:
@@ -205,9 +212,10 @@ class KVCache:
 class FusedSelfAttention(nn.Module):
     """Multi-head self-attention with q/k/v stacked in one projection (``in_proj_weight`` rows = q, k, v)."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
+        self.dropout = dropout  # on the attention weights, training only
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
@@ -221,31 +229,37 @@ class FusedSelfAttention(nn.Module):
         q, k, v = qkv.view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if cache is not None:
             k, v = cache.write(layer, k, v)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask: True = may attend
+        drop = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)  # mask: True = may attend
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
 class DecoderLayer(nn.Module):
     """Post-norm transformer layer: LN(x + attn(x)), then LN(x + W2 relu(W1 x))."""
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int):
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float = 0.0):
         super().__init__()
-        self.self_attn = FusedSelfAttention(dim, heads)
+        self.self_attn = FusedSelfAttention(dim, heads, dropout)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-5)
         self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+        # training-only dropouts (identity in eval mode, so inference numerics do not depend on them)
+        self.dropout = nn.Dropout(dropout)  # after the FFN's ReLU
+        self.dropout1 = nn.Dropout(dropout)  # on the attention output
+        self.dropout2 = nn.Dropout(dropout)  # on the FFN output
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
-        x = self.norm1(x + self.self_attn(x, mask, cache, layer))
-        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+        x = self.norm1(x + self.dropout1(self.self_attn(x, mask, cache, layer)))
+        return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
 class LayerStack(nn.Module):
     def __init__(self, config: S1Config):
         super().__init__()
         self.layers = nn.ModuleList(
-            DecoderLayer(config.hidden_dim, config.num_heads, config.ffn_dim) for _ in range(config.num_layers)
+            DecoderLayer(config.hidden_dim, config.num_heads, config.ffn_dim, config.dropout)
+            for _ in range(config.num_layers)
         )
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, cache: Optional[KVCache] = None):
@@ -284,10 +298,10 @@ class Text2Semantic(nn.Module):
         self.config = config
         dim = config.embedding_dim
         self.bert_proj = nn.Linear(BERT_DIM, dim)
-        self.ar_text_embedding = LookupEmbedding(config.phoneme_vocab_size, dim)
-        self.ar_text_position = ScaledSinusoid(dim)
-        self.ar_audio_embedding = LookupEmbedding(config.vocab_size, dim)
-        self.ar_audio_position = ScaledSinusoid(dim)
+        self.ar_text_embedding = LookupEmbedding(config.phoneme_vocab_size, dim, config.embedding_dropout)
+        self.ar_text_position = ScaledSinusoid(dim, config.dropout)
+        self.ar_audio_embedding = LookupEmbedding(config.vocab_size, dim, config.embedding_dropout)
+        self.ar_audio_position = ScaledSinusoid(dim, config.dropout)
         self.h = LayerStack(config)
         self.ar_predict_layer = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
 
@@ -397,6 +411,77 @@ class Text2Semantic(nn.Module):
             x = torch.cat([x, self.embed_audio(prompt)], dim=1)
         mask = self.prefill_mask(phones.shape[1], 0 if prompt is None else prompt.shape[1], None, x.device)
         return self.ar_predict_layer(self.h(x, mask))
+
+    # -- training ----------------------------------------------------------------------------------------------
+
+    def train_inputs(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forcing input and targets of a right-padded token batch (B, Ty): padding becomes EOS.
+
+        The target row is the tokens followed by EOS, with every padded slot EOS as well (B, Ty + 1); the input is
+        that row minus its last slot, so input position j holds target j - 1 and position 0 holds token 0."""
+        pad = torch.arange(tokens.shape[1], device=tokens.device)[None, :] >= token_lens[:, None]
+        codes = tokens.long().masked_fill(pad, 0)
+        eos_slots = F.pad(pad.long(), (0, 1), value=1)
+        targets = F.pad(codes, (0, 1), value=0) + self.config.eos * eos_slots
+        return targets[:, :-1], targets
+
+    @staticmethod
+    def train_mask(phone_lens: torch.Tensor, token_lens: torch.Tensor, text_len: int, audio_len: int,
+                   text_padding: str = "upstream") -> torch.Tensor:
+        """Boolean "may attend" mask (B, 1, S, S) of a training batch [text | semantic].
+
+        Text rows see the text, semantic rows the text and the semantic positions up to their own; padded keys are
+        blocked. Upstream blocks the *first* ``text_len - len`` text columns of a shorter item (a left-padding mask)
+        although its collate pads phones on the right: ``text_padding="upstream"`` reproduces that, ``"right"``
+        blocks the real right-hand padding instead."""
+        device = phone_lens.device
+        size = text_len + audio_len
+        cols = torch.arange(size, device=device)
+        allowed = (cols[None, :] < text_len) | (cols[None, :] <= cols[:, None])  # (S, S) structure
+        text_cols = torch.arange(text_len, device=device)[None, :]
+        if text_padding == "upstream":
+            text_keep = text_cols >= (text_len - phone_lens)[:, None]
+        elif text_padding == "right":
+            text_keep = text_cols < phone_lens[:, None]
+        else:
+            raise S1InputError(f"text_padding must be 'upstream' or 'right', got {text_padding!r}")
+        audio_keep = torch.arange(audio_len, device=device)[None, :] < token_lens[:, None]
+        keys = torch.cat([text_keep, audio_keep], dim=1)  # (B, S)
+        return allowed[None, None] & keys[:, None, None, :]
+
+    def forward_train(
+        self,
+        phones: torch.Tensor,
+        phone_lens: torch.Tensor,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        bert: torch.Tensor,
+        text_padding: str = "upstream",
+        top_k: int = 3,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced training loss of a batch: ``(loss, accuracy)``.
+
+        ``phones`` (B, Tx) right-padded with 0, ``bert`` (B, 1024, Tx) zero-padded, ``tokens`` (B, Ty) semantic ids
+        right-padded (any value), lengths (B,). The logits of the last text position and of every semantic
+        position (Ty + 1 of them) are scored against the EOS-padded targets with cross-entropy summed over all of
+        them, padding included, as upstream does. ``accuracy`` is the top-k (3) hit rate over the positions whose
+        target is not EOS (a detached 0-d tensor). Dropout is active in train mode."""
+        text_len = int(phone_lens.max())
+        audio_len = int(token_lens.max())
+        phones, bert, tokens = phones[:, :text_len], bert[:, :, :text_len], tokens[:, :audio_len]
+        inputs, targets = self.train_inputs(tokens, token_lens)
+        x = self.embed_text(phones, bert)
+        y = self.embed_audio(inputs)
+        mask = self.train_mask(phone_lens, token_lens, text_len, audio_len, text_padding)
+        hidden = self.h(torch.cat([x, y.to(x.dtype)], dim=1), mask)
+        logits = self.ar_predict_layer(hidden[:, text_len - 1:])  # (B, Ty + 1, V)
+        loss = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="sum")
+        with torch.no_grad():
+            k = min(top_k, logits.shape[-1])
+            hits = (logits.topk(k, dim=-1).indices == targets[..., None]).any(dim=-1)
+            scored = targets != self.config.eos
+            acc = hits[scored].float().sum() / scored.sum().clamp(min=1)
+        return loss, acc
 
     @torch.no_grad()
     def prefill_logits(self, phones: torch.Tensor, bert: torch.Tensor, prompt: Optional[torch.Tensor] = None):
