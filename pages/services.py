@@ -219,6 +219,8 @@ class Services:
         self.history = HistoryStore(self.tts_dir)
         self._cancels: dict[str, threading.Event] = {}
         self._cancel_lock = threading.Lock()
+        self._refaudio = None
+        self._refaudio_lock = threading.Lock()
 
     # engine --------------------------------------------------------------------------------------------------
 
@@ -231,6 +233,18 @@ class Services:
 
                 self._engine = TTSEngine(ModelRegistry(self.settings))
             return self._engine
+
+    @property
+    def refaudio(self):
+        """The RefAudio workbench (refaudio.service.RefAudioService), created on first use with this app's engine
+        (taken lazily, so the app still starts fast) and ASR service; one per app."""
+        with self._refaudio_lock:
+            if self._refaudio is None:
+                from refaudio.service import RefAudioService
+
+                self._refaudio = RefAudioService(self.settings, engine_factory=lambda: self.engine,
+                                                 asr_service=self.asr)
+            return self._refaudio
 
     # models --------------------------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from gsv_core.errors import GSVError
+
 from .common import user_errors
 
 STREAMING = shutil.which("ffmpeg") is not None
@@ -58,6 +60,19 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
     # a callable value is computed on every page load, so startup does not wait for reading the checkpoints
     c["models_info"] = gr.Markdown(lambda: services.no_models_message() or services.models_info(
         _pick(services.gpt_choices(), None), _pick(services.sovits_choices(), None)), elem_id="tts-models-info")
+
+    # -- voice presets from the RefAudio tab -------------------------------------------------------------------
+    with gr.Accordion("Load product 载入预设 (a voice preset saved in the RefAudio tab)", open=False):
+        with gr.Row(equal_height=True):
+            c["product"] = gr.Dropdown(_product_choices(services), label="product 预设", scale=3,
+                                       elem_id="tts-product", allow_custom_value=True)
+            c["product_refresh"] = gr.Button("Refresh", size="sm", scale=1)
+            c["product_load"] = gr.Button("Load product 载入", scale=1, elem_id="tts-product-load")
+        with gr.Row(equal_height=True):
+            c["preset_zip"] = gr.File(label="…or a product zip 预设压缩包", file_types=[".zip"], type="filepath",
+                                      height=80, scale=3, elem_id="tts-preset-zip")
+            c["preset_load"] = gr.Button("Load zip 载入压缩包", scale=1, elem_id="tts-preset-load")
+        c["product_info"] = gr.Markdown(elem_id="tts-product-info")
 
     # -- reference and text ------------------------------------------------------------------------------------
     with gr.Row():
@@ -152,7 +167,75 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
         c["batch_table"] = gr.Dataframe(interactive=False, wrap=True)
 
     _wire(services, c)
+    _wire_products(services, c)
     return c
+
+
+def _product_choices(services: Services) -> list[tuple[str, int]]:
+    from .refaudio import product_choices
+
+    return product_choices(services.refaudio)
+
+
+#: TTS form fields a product fills, in output order, with the request-value key each comes from
+PRODUCT_FIELDS = (("ref_text", "ref_text"), ("ref_lang", "ref_lang"), ("text_lang", "text_lang"),
+                  ("split", "split_method"), ("top_k", "top_k"), ("top_p", "top_p"), ("temperature", "temperature"),
+                  ("repetition_penalty", "repetition_penalty"), ("speed", "speed"), ("pause", "pause"),
+                  ("max_tokens", "max_tokens"))
+
+
+def _wire_products(services: Services, c: dict[str, Any]) -> None:
+    """"Load product": fill the form from a RefAudio product (library) or an exported product zip."""
+    from .refaudio import preset_from_zip
+
+    outputs = [c["gpt"], c["sovits"], c["ref_audio"], c["aux_refs"], *(c[k] for k, _ in PRODUCT_FIELDS), c["seed"],
+               c["random_seed"], c["models_info"], c["product_info"]]
+
+    def fill(values: dict, origin: str):
+        def model(pairs, path):
+            pairs = list(pairs)
+            if path not in [v for _, v in pairs]:  # e.g. a model imported with a product: offer it as well
+                pairs.append((f"{Path(path).parent.name}/{Path(path).name}", path))
+            return gr.update(choices=pairs, value=path)
+
+        seed = int(values.get("seed", -1) if values.get("seed") is not None else -1)
+        field_values = []
+        for key, src in PRODUCT_FIELDS:
+            v = values.get(src)
+            field_values.append(0 if key == "max_tokens" and not v else (gr.skip() if v is None else v))
+        note = (f"Loaded **{values.get('name', '')}** from {origin}: seed "
+                f"{seed if seed >= 0 else 'random'}, {len(values.get('aux_refs') or [])} auxiliary reference(s).")
+        if values.get("note"):
+            note += f" ({values['note']})"
+        return (model(services.gpt_choices(), values["gpt_path"]), model(services.sovits_choices(), values["sovits_path"]),
+                values["ref_audio"], list(values.get("aux_refs") or []) or None, *field_values,
+                seed if seed >= 0 else gr.skip(), seed < 0,
+                services.models_info(values["gpt_path"], values["sovits_path"]), note)
+
+    @user_errors
+    def load_product(product_id):
+        if product_id in (None, ""):
+            raise GSVError("Choose a product first (save one in the RefAudio tab's Products, then press Refresh).")
+        svc = services.refaudio
+        values = svc.product_request_values(int(product_id))
+        for key in ("ref_audio",):
+            values[key] = str(svc.resolve_served(values[key]))
+        values["aux_refs"] = [str(svc.resolve_served(a)) for a in values.get("aux_refs") or []]
+        return fill(values, "the library")
+
+    c["product_load"].click(load_product, c["product"], outputs, api_name="tts_load_product")
+
+    @user_errors
+    def load_zip(zip_file):
+        values = preset_from_zip(services.refaudio, zip_file)
+        return fill(values, Path(str(zip_file)).name)
+
+    c["preset_load"].click(load_zip, c["preset_zip"], outputs, api_name="tts_load_preset")
+
+    def refresh_products():
+        return gr.update(choices=_product_choices(services))
+
+    c["product_refresh"].click(refresh_products, None, c["product"], api_name="tts_products")
 
 
 def _history_rows(services: Services) -> list[list[Any]]:
