@@ -22,6 +22,7 @@ from .flow import CouplingFlow, PosteriorEncoder
 from .generator import Generator
 from .quantizer import ResidualVectorQuantizer
 from .ref_encoder import MelStyleEncoder
+from .layers import sequence_mask
 from .text_encoder import SSL_DIM, TextEncoder
 
 PRO_VERSIONS = ("v2Pro", "v2ProPlus")
@@ -153,6 +154,45 @@ class SynthesizerTrn(nn.Module):
         return self.dec(z * mask, g=ge)
 
     # ---------------------------------------------------------------------------------------------------------
+    # training
+
+    def forward_train(self, ssl: torch.Tensor, y: torch.Tensor, y_lengths: torch.Tensor, text: torch.Tensor,
+                      text_lengths: torch.Tensor, sv_emb: torch.Tensor | None = None,
+                      segment_frames: int | None = None):
+        """The training pass (upstream ``SynthesizerTrn.forward``).
+
+        ssl: HuBERT features [B, 768, T] (T = the padded spectrogram length); y: linear spectrograms [B, 1025, T];
+        text: phone ids [B, N]; sv_emb: [B, 20480] for Pro models. Returns, in upstream's order,
+        ``(y_hat [B, 1, seg * hop], commit_loss, ids_slice [B], y_mask, y_mask, (z, z_p, m_p, logs_p, m_q, logs_q),
+        quantized)``.
+
+        The quantizer is frozen: ssl_proj and the nearest-code lookup run in float32 outside autocast and without
+        gradient (upstream's eval-mode quantizer returns a plain codebook lookup, so nothing flows back there either),
+        and the commitment loss is 0. ``segment_frames`` overrides the decoded slice length (default: the config's
+        segment_size // hop).
+        """
+        seg = int(segment_frames or self.segment_size)
+        y_mask = sequence_mask(y_lengths, y.size(2), y.dtype)
+        if self.is_pro and sv_emb is None:
+            raise GSVError(f"A {self.version} model needs a speaker-verification embedding per training item")
+        ge = self.timbre(y, y_mask, sv_emb if self.is_pro else None)
+        ge_mrte = self.mrte_timbre(ge)
+
+        with torch.no_grad(), torch.autocast(device_type=ssl.device.type, enabled=False):
+            proj = self.ssl_proj(ssl.to(self.ssl_proj.weight.dtype))
+            codes = self.quantizer.encode(proj)
+            quantized = self.quantizer.decode(codes, repeat=2)  # 25 Hz codes -> 50 Hz frames (nearest)
+        commit_loss = torch.zeros((), device=ssl.device)
+
+        _, m_p, logs_p, _ = self.enc_p(quantized, y_lengths, text, text_lengths, ge_mrte)
+        z, m_q, logs_q, y_mask = self.enc_q(y, y_lengths, g=ge)
+        z_p = self.flow(z, y_mask, g=ge)
+
+        z_slice, ids_slice = rand_slice_segments(z, y_lengths, seg)
+        y_hat = self.dec(z_slice, g=ge)
+        return y_hat, commit_loss, ids_slice, y_mask, y_mask, (z, z_p, m_p, logs_p, m_q, logs_q), quantized
+
+    # ---------------------------------------------------------------------------------------------------------
     # weights
 
     def load_exported_weights(self, weight: Mapping[str, torch.Tensor]) -> None:
@@ -165,6 +205,26 @@ class SynthesizerTrn(nn.Module):
                 f"{len(missing)} missing (e.g. {missing[:3]}), "
                 f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})"
             )
+
+
+def slice_segments(x: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
+    """x [B, C, T], starts [B] -> x[b, :, starts[b] : starts[b] + size] for every b ([B, C, size]).
+
+    A tensor shorter than ``start + size`` is zero-padded on the right first (a clip shorter than the slice)."""
+    need = int(starts.max().item()) + size if starts.numel() else size
+    if x.size(2) < need:
+        x = torch.nn.functional.pad(x, (0, need - x.size(2)))
+    idx = starts.to(x.device).long()[:, None] + torch.arange(size, device=x.device)[None, :]
+    return torch.gather(x, 2, idx[:, None, :].expand(-1, x.size(1), -1))
+
+
+def rand_slice_segments(x: torch.Tensor, lengths: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random window of ``size`` frames inside each item's valid length (upstream's rule: start =
+    int(U[0, 1) * (length - size + 1)), the uniforms drawn on the CPU generator), clamped at 0 for short items."""
+    top = (lengths.to("cpu") - size + 1).to(torch.float32)
+    starts = (torch.rand([x.size(0)]) * top).to(torch.long).clamp_(min=0)
+    starts = starts.to(x.device)
+    return slice_segments(x, starts, size), starts
 
 
 def _put(capture: dict[str, torch.Tensor] | None, name: str, value: torch.Tensor | None) -> None:
