@@ -47,7 +47,9 @@ def build_app(settings: Settings, services: Optional[Services] = None) -> gr.Blo
                 else:
                     planned_tab("ASR")
             with gr.Tab("Finetune", id="finetune"):
-                planned_tab("Finetune")
+                from .finetune import build_finetune_tab
+
+                build_finetune_tab(settings, services)
             with gr.Tab("Eval", id="eval"):
                 if services.asr is not None:
                     from .eval import build_eval_tab
@@ -56,7 +58,9 @@ def build_app(settings: Settings, services: Optional[Services] = None) -> gr.Blo
                 else:
                     planned_tab("Eval")
             with gr.Tab("RefAudio", id="refaudio"):
-                planned_tab("RefAudio")
+                from .refaudio import build_refaudio_tab
+
+                build_refaudio_tab(settings, services)
     app.gsv_services = services  # tests and the launcher reach the shared services here
     return app
 

@@ -375,8 +375,8 @@ class CleaningConfig:
     cps_range_en: tuple[float, float] = (1.0, 8.5)  #: plausible speech units per second, English rows
     outlier_z: float = 4.0              #: energy/F0 outlier when |robust z| exceeds this
     outlier_min_clips: int = 8          #: speakers with fewer candidate clips are not judged for outliers
-    energy_mad_floor_db: float = 1.0
-    f0_mad_floor_st: float = 0.5
+    energy_mad_floor_db: float = 2.0   #: MAD floor: with z 4, at least ~12 dB from the median is an outlier
+    f0_mad_floor_st: float = 1.5       #: MAD floor: with z 4, at least ~9 semitones from the median
     max_cer: float = 0.3                #: asr_mismatch above this character error rate (with transcribe)
     refpool_seconds: tuple[float, float] = (3.0, 5.0)  #: clean train clips of this length go to the refpool
     enabled_rules: tuple[str, ...] | None = None       #: None = all rules

@@ -1,0 +1,440 @@
+"""The Finetune tab: layout and wiring only. Stages are gsv_core/finetune (pipeline.Experiment), run in the
+background by gsv_core/finetune/jobs.FinetuneJobs (so training outlives the browser tab); checkpoint selection is
+eval/selection.py. The page follows a running job with gr.Progress and can re-attach to it after a reload."""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import gradio as gr
+
+from .common import user_errors
+
+VERSIONS = ["v1", "v2", "v2Pro", "v2ProPlus"]
+LANGS = [("中文 zh", "zh"), ("English en", "en")]
+RULE_COLUMNS = ["group / rule", "clips", "seconds", "only reason"]
+SELECTION_COLUMNS = ["rank", "best", "system", "cer", "similarity", "rank_cer", "rank_similarity", "gpt", "sovits"]
+
+HELP = """
+**One click** runs every stage: *data* (read the `.list` `path|speaker|lang|text` or a CSV with audio and text
+columns; clean with a report: too short/long, clipping, silence, long leading/trailing silence, energy/F0 outliers,
+low SNR, implausible speaking rate, empty text; clean 2–5 s clips also go to the reference pool used by the RefAudio
+tab; a seeded train/val/test split) → *features* (phones + BERT, HuBERT + 32 kHz audio, speaker vectors for
+v2Pro/v2ProPlus, semantic tokens; cached) → *SoVITS* and *GPT* training (checkpoints exported every N epochs in the
+official formats into the weight folders, so they appear in the TTS tab at once) → *selection*: every saved epoch
+synthesises the held-out test sentences, is transcribed and scored, and the pairs are ranked by CER and speaker
+similarity. Every stage resumes: after a cancel, a crash or a restart, press the same button again.
+Multi-GPU: `torchrun --nproc_per_node N -m gsv_core.finetune train-s2 --name NAME` (see the README).
+"""
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, bool):
+        return "★ best" if v else ""
+    return "" if v is None else v
+
+
+def _num(v: Any, what: str, kind=float, low: Optional[float] = None) -> Any:
+    from gsv_core.finetune.pipeline import FinetuneError
+
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    try:
+        out = kind(v)
+    except (TypeError, ValueError):
+        raise FinetuneError(f"{what} must be a number, not {v!r}") from None
+    if low is not None and out < low:
+        raise FinetuneError(f"{what} must be at least {low}, not {out}")
+    return out
+
+
+def loss_figure(layout) -> Any:
+    """Loss curves of both trainers (matplotlib figure), or None before any training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = []
+    for title, folder in (("SoVITS (s2)", layout.s2_dir), ("GPT (s1)", layout.s1_dir)):
+        path = folder / "losses.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        if rows:
+            curves.append((title, rows))
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 3.2), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], curves):
+        cols = [c for c in rows[0] if c not in ("step", "epoch", "lr", "elapsed_s") and not c.startswith("grad")]
+        steps = [float(r["step"]) for r in rows]
+        for col in cols[:6]:
+            vals = []
+            for r in rows:
+                try:
+                    vals.append(float(r[col]))
+                except (TypeError, ValueError):
+                    vals.append(float("nan"))
+            ax.plot(steps, vals, label=col, linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def rules_table(layout) -> list[list[Any]]:
+    """Kept / split / reference-pool totals, then clips and seconds failed per rule, from the cleaning report."""
+    if not layout.cleaning_report_json.is_file():
+        return []
+    data = json.loads(layout.cleaning_report_json.read_text(encoding="utf-8"))
+    counts, seconds = data.get("counts", {}), data.get("seconds", {})
+    rows = [[f"= {k}", counts.get(k), _fmt(seconds.get(k)), ""]
+            for k in ("kept", "dropped", "train", "val", "test", "refpool") if k in counts]
+    for rule, r in (data.get("rules") or {}).items():
+        rows.append([rule, r.get("failed"), _fmt(r.get("failed_seconds")), r.get("only_reason")])
+    return rows
+
+
+def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
+    from gsv_core.finetune.jobs import FinetuneJobs
+    from gsv_core.finetune.layout import ExperimentLayout
+    from gsv_core.finetune.pipeline import Experiment, FinetuneConfig, FinetuneError
+
+    jobs = getattr(services, "finetune_jobs", None)
+    if jobs is None:
+        jobs = FinetuneJobs(settings)
+        services.finetune_jobs = jobs
+    c: dict[str, Any] = {}
+
+    def experiments() -> list[str]:
+        return Experiment.list_names(settings)
+
+    with gr.Accordion("Help: stages, resume, multi-GPU 帮助", open=False):
+        gr.Markdown(HELP)
+    with gr.Row(equal_height=True):
+        names = experiments()
+        c["name"] = gr.Dropdown(names, value=names[0] if names else None, allow_custom_value=True, scale=2,
+                                label="实验名 Experiment name (new or existing)", elem_id="ft-name")
+        c["version"] = gr.Radio(VERSIONS, value="v2Pro", label="版本 Version", scale=2, elem_id="ft-version")
+        c["load"] = gr.Button("Load saved settings 载入", size="sm", scale=1, elem_id="ft-load")
+    with gr.Row():
+        c["list_file"] = gr.File(label=".list / CSV 数据集", file_types=[".list", ".csv", ".txt"], type="filepath",
+                                 height=90, elem_id="ft-list-file")
+        with gr.Column():
+            c["list_path"] = gr.Textbox(label="…or a .list / CSV path on this machine", elem_id="ft-list-path")
+            c["audio_dir"] = gr.Textbox(label="audio folder (optional: look files up by name)", elem_id="ft-audio-dir")
+            c["lang"] = gr.Dropdown(LANGS, value="zh", label="language of CSV rows without one")
+    with gr.Accordion("Cleaning and split 清洗与划分", open=False):
+        with gr.Row():
+            c["min_s"] = gr.Number(value=1.2, minimum=0.1, label="drop shorter than (s)", elem_id="ft-min-s")
+            c["max_s"] = gr.Number(value=15.0, minimum=1.0, label="drop longer than (s)", elem_id="ft-max-s")
+            c["min_snr"] = gr.Number(value=12.0, label="drop SNR below (dB)")
+            c["ref_min"] = gr.Number(value=3.0, minimum=0.5, label="reference pool from (s)")
+            c["ref_max"] = gr.Number(value=5.0, minimum=1.0, label="reference pool to (s)")
+        with gr.Row():
+            c["val_frac"] = gr.Number(value=0.05, minimum=0.0, maximum=0.5, label="validation share")
+            c["test_frac"] = gr.Number(value=0.05, minimum=0.0, maximum=0.5, label="test share (selection)")
+            c["split_seed"] = gr.Number(value=1234, precision=0, label="split seed")
+    with gr.Accordion("Pretrained models 预训练模型 (empty = the version's files in the pretrained folder)",
+                      open=False):
+        with gr.Row():
+            c["pre_s1"] = gr.Textbox(label="GPT s1 .ckpt")
+            c["pre_s2g"] = gr.Textbox(label="SoVITS s2G .pth")
+            c["pre_s2d"] = gr.Textbox(label="SoVITS s2D .pth (discriminator)")
+        with gr.Row():
+            c["bert_dir"] = gr.Textbox(label="BERT folder")
+            c["hubert_dir"] = gr.Textbox(label="HuBERT folder")
+            c["sv_path"] = gr.Textbox(label="speaker model (v2Pro/v2ProPlus)")
+    gpu = _gpu_memory_gb()
+    default_bs = max(1, int(gpu // 2)) if gpu else 4
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**SoVITS (s2)**")
+            with gr.Row():
+                c["s2_bs"] = gr.Number(value=default_bs, precision=0, minimum=1, label="batch size", elem_id="ft-s2-bs")
+                c["s2_epochs"] = gr.Number(value=8, precision=0, minimum=1, maximum=100, label="epochs",
+                                           elem_id="ft-s2-epochs")
+                c["s2_save"] = gr.Number(value=4, precision=0, minimum=1, label="export every N epochs",
+                                         elem_id="ft-s2-save")
+                c["s2_text_lr"] = gr.Slider(0.2, 0.6, value=0.4, step=0.05, label="text-module lr weight")
+        with gr.Column():
+            gr.Markdown("**GPT (s1)**")
+            with gr.Row():
+                c["s1_bs"] = gr.Number(value=default_bs, precision=0, minimum=1, label="batch size", elem_id="ft-s1-bs")
+                c["s1_epochs"] = gr.Number(value=15, precision=0, minimum=1, maximum=100, label="epochs",
+                                           elem_id="ft-s1-epochs")
+                c["s1_save"] = gr.Number(value=5, precision=0, minimum=1, label="export every N epochs",
+                                         elem_id="ft-s1-save")
+                c["lora"] = gr.Checkbox(value=False, label="LoRA (adapters only, merged on export)",
+                                        elem_id="ft-lora")
+                c["lora_rank"] = gr.Dropdown([8, 16, 32, 64, 128], value=32, label="LoRA rank")
+    with gr.Row():
+        c["device"] = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="device")
+        c["precision"] = gr.Dropdown(["auto", "fp32", "fp16", "bf16"], value="auto",
+                                     label="precision (auto: fp16 on CUDA, fp32 on CPU)")
+        c["asr_model"] = gr.Dropdown(_asr_models(settings), value=(_asr_models(settings) or [None])[0],
+                                     allow_custom_value=True, label="ASR model for selection (faster-whisper)",
+                                     elem_id="ft-asr-model")
+        c["select_max"] = gr.Number(value=50, precision=0, minimum=1, label="held-out sentences used")
+    with gr.Row():
+        c["one_click"] = gr.Button("一键训练 One click (all stages + selection)", variant="primary",
+                                   elem_id="ft-one-click")
+        c["cancel"] = gr.Button("Cancel 取消", variant="stop", elem_id="ft-cancel")
+        c["refresh"] = gr.Button("Refresh 刷新", elem_id="ft-refresh")
+    with gr.Row():
+        c["b_data"] = gr.Button("1 Prepare data 数据", size="sm", elem_id="ft-data")
+        c["b_features"] = gr.Button("2 Features 特征", size="sm", elem_id="ft-features")
+        c["b_s2"] = gr.Button("3 Train SoVITS", size="sm", elem_id="ft-s2")
+        c["b_s1"] = gr.Button("4 Train GPT", size="sm", elem_id="ft-s1")
+        c["b_select"] = gr.Button("5 Select checkpoints 选模型", size="sm", elem_id="ft-select")
+    c["status"] = gr.Markdown(elem_id="ft-status")
+    with gr.Row():
+        c["rules"] = gr.Dataframe(headers=RULE_COLUMNS, interactive=False, label="Cleaning report 清洗报告",
+                                  elem_id="ft-rules", scale=1)
+        c["losses"] = gr.Plot(label="Loss curves 损失曲线", elem_id="ft-losses", scale=2)
+    c["exports"] = gr.Markdown(elem_id="ft-exports")
+    c["selection"] = gr.Dataframe(headers=SELECTION_COLUMNS, interactive=False, wrap=True,
+                                  label="Checkpoint selection 模型选择 (held-out sentences; ★ = best pair)",
+                                  elem_id="ft-selection")
+    c["log"] = gr.Textbox(label="log", lines=6, max_lines=12, interactive=False, elem_id="ft-log")
+
+    form_keys = ("name", "version", "list_file", "list_path", "audio_dir", "lang", "min_s", "max_s", "min_snr",
+                 "ref_min", "ref_max", "val_frac", "test_frac", "split_seed", "pre_s1", "pre_s2g", "pre_s2d",
+                 "bert_dir", "hubert_dir", "sv_path", "s2_bs", "s2_epochs", "s2_save", "s2_text_lr", "s1_bs",
+                 "s1_epochs", "s1_save", "lora", "lora_rank", "device", "precision")
+    form = [c[k] for k in form_keys]
+
+    def config_from_form(values: dict) -> FinetuneConfig:
+        name = (values["name"] or "").strip()
+        if not name:
+            raise FinetuneError("give the experiment a name")
+        layout = ExperimentLayout.under(settings.experiments_dir, name)
+        cfg = Experiment.open(settings, name).config if layout.experiment_json.is_file() else FinetuneConfig(name=name)
+        cfg.version = values["version"] or cfg.version
+        source = values["list_file"] or (values["list_path"] or "").strip()
+        if source:
+            src = Path(source).expanduser()
+            if values["list_file"]:  # an upload is a temporary file: keep a copy with the experiment
+                layout.data_dir.mkdir(parents=True, exist_ok=True)
+                kept = layout.data_dir / ("source" + (src.suffix or ".list"))
+                kept.write_bytes(src.read_bytes())
+                src = kept
+            cfg.source = str(src.resolve())
+        if not cfg.source:
+            raise FinetuneError("choose a .list or CSV (upload it or type its path)")
+        cfg.audio_dir = (values["audio_dir"] or "").strip()
+        cfg.default_lang = values["lang"] or "zh"
+        cfg.device, cfg.precision = values["device"] or "auto", values["precision"] or "auto"
+        for key, field in (("pre_s1", "pretrained_s1"), ("pre_s2g", "pretrained_s2g"), ("pre_s2d", "pretrained_s2d"),
+                           ("bert_dir", "bert_dir"), ("hubert_dir", "hubert_dir"), ("sv_path", "sv_path")):
+            setattr(cfg, field, (values[key] or "").strip())
+        cleaning = dict(min_seconds=_num(values["min_s"], "minimum duration", float, 0.1),
+                        max_seconds=_num(values["max_s"], "maximum duration", float, 1.0),
+                        min_snr_db=_num(values["min_snr"], "minimum SNR", float))
+        cfg.cleaning.update({k: v for k, v in cleaning.items() if v is not None})
+        lo = _num(values["ref_min"], "reference pool start", float, 0.5)
+        hi = _num(values["ref_max"], "reference pool end", float, 1.0)
+        if lo is not None and hi is not None:
+            if hi <= lo:
+                raise FinetuneError("the reference pool range needs 'from' below 'to'")
+            cfg.cleaning["refpool_seconds"] = [lo, hi]
+        split = dict(val_fraction=_num(values["val_frac"], "validation share", float, 0.0),
+                     test_fraction=_num(values["test_frac"], "test share", float, 0.0),
+                     seed=_num(values["split_seed"], "split seed", int, 0))
+        cfg.split.update({k: v for k, v in split.items() if v is not None})
+        s2 = dict(batch_size=_num(values["s2_bs"], "SoVITS batch size", int, 1),
+                  epochs=_num(values["s2_epochs"], "SoVITS epochs", int, 1),
+                  save_every_epochs=_num(values["s2_save"], "SoVITS export frequency", int, 1),
+                  text_low_lr_rate=_num(values["s2_text_lr"], "text lr weight", float, 0.0))
+        cfg.s2.update({k: v for k, v in s2.items() if v is not None})
+        s1 = dict(batch_size=_num(values["s1_bs"], "GPT batch size", int, 1),
+                  epochs=_num(values["s1_epochs"], "GPT epochs", int, 1),
+                  save_every_epochs=_num(values["s1_save"], "GPT export frequency", int, 1),
+                  lora=bool(values["lora"]), lora_rank=_num(values["lora_rank"], "LoRA rank", int, 1))
+        cfg.s1.update({k: v for k, v in s1.items() if v is not None})
+        return cfg.validate()
+
+    def view(name: Optional[str]) -> tuple:
+        """(status, rules, losses, exports, selection, log) for the page."""
+        st = jobs.status()
+        name = (name or st.experiment or "").strip()
+        lines = []
+        if st.state != "idle":
+            pct = f"{st.fraction * 100:.0f}%"
+            eta = st.eta_text()
+            lines.append(f"**{st.state}** · {html.escape(st.experiment)} · {', '.join(st.stages)} · {pct}"
+                         f"{' · ' + eta if eta else ''} · {st.elapsed:.0f} s")
+            if st.message:
+                lines.append(html.escape(st.message))
+        rules, fig, exports, selection = [], None, "", []
+        if name:
+            try:
+                layout = ExperimentLayout.under(settings.experiments_dir, name)
+            except FinetuneError:
+                layout = None
+            except Exception:  # noqa: BLE001 - an invalid name typed in the box: nothing to show yet
+                layout = None
+            if layout is not None and layout.root.is_dir():
+                rules = rules_table(layout)
+                fig = loss_figure(layout)
+                if layout.experiment_json.is_file():
+                    exp = Experiment.open(settings, name)
+                    ex = exp.exports()
+                    parts = [f"**SoVITS exports:** {', '.join(Path(p).name for p in ex['sovits']) or '—'}",
+                             f"**GPT exports:** {', '.join(Path(p).name for p in ex['gpt']) or '—'}"]
+                    stages = exp.stage_records()
+                    done = [s for s in ("data", "features", "s2", "s1") if stages.get(s, {}).get("done")]
+                    parts.append(f"**stages done:** {', '.join(done) or '—'} · folder `{layout.root}`")
+                    exports = "  \n".join(parts)
+                selection = _selection_rows(layout)
+        return ("  \n".join(lines) or "No job running.", rules, fig, exports, selection, "\n".join(st.log[-40:]))
+
+    outputs = [c[k] for k in ("status", "rules", "losses", "exports", "selection", "log")]
+
+    def follow(name: str, progress) -> Any:
+        """Yield page updates while the job runs (gr.Progress shows the bar); the job itself keeps going if the
+        browser goes away."""
+        last = 0.0
+        while True:
+            st = jobs.status()
+            progress(st.fraction, desc=st.message[:120] if st.message else st.state)
+            if st.state != "running":
+                break
+            if time.monotonic() - last > 3.0:
+                last = time.monotonic()
+                yield view(name)
+            time.sleep(0.5)
+        st = jobs.status()
+        if st.state == "failed":
+            gr.Warning(f"Finetuning stopped: {st.error}"[:500])
+        yield view(name)
+
+    def selection_follow_up(name: str, asr_model: Optional[str], max_sentences: Any):
+        from eval.selection import select_for_experiment
+
+        def run(progress, cancel):
+            return select_for_experiment(settings, name, asr_model=asr_model or None,
+                                         max_sentences=int(max_sentences or 50), engine=services.engine,
+                                         asr=services.asr, progress=progress, cancel=cancel)
+
+        return run
+
+    def starter(stages: tuple, with_selection: bool):
+        @user_errors
+        def start(*args, progress=gr.Progress()):
+            values = dict(zip(form_keys, args[:len(form_keys)]))
+            asr_model, select_max = args[len(form_keys):]
+            cfg = config_from_form(values)
+            follow_up = selection_follow_up(cfg.name, asr_model, select_max) if with_selection else None
+            jobs.start(cfg, stages, follow_up=follow_up)
+            yield from follow(cfg.name, progress)
+
+        return start
+
+    extra = [c["asr_model"], c["select_max"]]
+    for key, stages, sel, api in (("one_click", ("data", "features", "s2", "s1"), True, "finetune_all"),
+                                  ("b_data", ("data",), False, "finetune_data"),
+                                  ("b_features", ("features",), False, "finetune_features"),
+                                  ("b_s2", ("s2",), False, "finetune_s2"),
+                                  ("b_s1", ("s1",), False, "finetune_s1")):
+        c[key].click(starter(stages, sel), form + extra, outputs, api_name=api, concurrency_id="finetune")
+
+    @user_errors
+    def select_only(name, asr_model, select_max, progress=gr.Progress()):
+        name = (name or "").strip()
+        exp = Experiment.open(settings, name)
+        jobs.start(exp.config, (), follow_up=selection_follow_up(name, asr_model, select_max))
+        yield from follow(name, progress)
+
+    c["b_select"].click(select_only, [c["name"], c["asr_model"], c["select_max"]], outputs,
+                        api_name="finetune_select", concurrency_id="finetune")
+
+    @user_errors
+    def attach(name, progress=gr.Progress()):
+        if jobs.running():
+            yield from follow(name, progress)
+        else:
+            yield view(name)
+
+    c["refresh"].click(attach, c["name"], outputs, api_name="finetune_status")
+
+    def cancel():
+        if jobs.cancel():
+            return "Cancelling: the current stage stops after its step and saves its state; press the same button " \
+                   "again to continue."
+        return "No job running."
+
+    c["cancel"].click(cancel, None, c["status"], api_name="finetune_cancel", concurrency_limit=None, queue=False)
+
+    @user_errors
+    def load(name):
+        cfg = Experiment.open(settings, (name or "").strip()).config
+        cl, sp, s2, s1 = cfg.cleaning, cfg.split, cfg.s2, cfg.s1
+        upd = dict(version=cfg.version, list_path=cfg.source, audio_dir=cfg.audio_dir, lang=cfg.default_lang,
+                   min_s=cl.get("min_seconds"), max_s=cl.get("max_seconds"), min_snr=cl.get("min_snr_db"),
+                   ref_min=(cl.get("refpool_seconds") or [None, None])[0],
+                   ref_max=(cl.get("refpool_seconds") or [None, None])[1],
+                   val_frac=sp.get("val_fraction"), test_frac=sp.get("test_fraction"), split_seed=sp.get("seed"),
+                   pre_s1=cfg.pretrained_s1, pre_s2g=cfg.pretrained_s2g, pre_s2d=cfg.pretrained_s2d,
+                   bert_dir=cfg.bert_dir, hubert_dir=cfg.hubert_dir, sv_path=cfg.sv_path,
+                   s2_bs=s2.get("batch_size"), s2_epochs=s2.get("epochs"), s2_save=s2.get("save_every_epochs"),
+                   s2_text_lr=s2.get("text_low_lr_rate"), s1_bs=s1.get("batch_size"), s1_epochs=s1.get("epochs"),
+                   s1_save=s1.get("save_every_epochs"), lora=s1.get("lora"), lora_rank=s1.get("lora_rank"),
+                   device=cfg.device, precision=cfg.precision)
+        keys = [k for k in form_keys if k not in ("name", "list_file")]
+        return [gr.update(value=upd[k]) if upd.get(k) not in (None, "") else gr.update() for k in keys] + \
+            list(view(cfg.name))
+
+    c["load"].click(load, c["name"], [c[k] for k in form_keys if k not in ("name", "list_file")] + outputs,
+                    api_name="finetune_load")
+    c["name"].focus(lambda cur: gr.update(choices=experiments(), value=cur), c["name"], c["name"], queue=False)
+    return c
+
+
+def _selection_rows(layout) -> list[list[Any]]:
+    runs = sorted(layout.selection_dir.glob("run_*/selection.json")) if layout.selection_dir.is_dir() else []
+    if not runs:
+        return []
+    data = json.loads(runs[-1].read_text(encoding="utf-8"))
+    rows = []
+    for r in data.get("ranking", []):
+        row = []
+        for col in SELECTION_COLUMNS:
+            v = r.get(col)
+            if col in ("gpt", "sovits") and v:
+                v = Path(v).name
+            if col == "rank" and v is None:
+                v = "baseline"
+            row.append(_fmt(v))
+        rows.append(row)
+    return rows
+
+
+def _gpu_memory_gb() -> float:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_properties(0).total_memory / 2**30 + 0.4
+    except Exception:  # noqa: BLE001
+        pass
+    return 0.0
+
+
+def _asr_models(settings) -> list[str]:
+    try:
+        from eval.asr import list_models
+
+        return list_models(settings.whisper_dir)
+    except Exception:  # noqa: BLE001
+        return []
