@@ -129,7 +129,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         c["load"] = gr.Button("Load saved settings 载入", size="sm", scale=1, elem_id="ft-load")
     with gr.Row():
         c["list_file"] = gr.File(label=".list / CSV 数据集", file_types=[".list", ".csv", ".txt"], type="filepath",
-                                 height=90, elem_id="ft-list-file")
+                                 height=130, elem_id="ft-list-file")
         with gr.Column():
             c["list_path"] = gr.Textbox(label="…or a .list / CSV path on this machine", elem_id="ft-list-path")
             c["audio_dir"] = gr.Textbox(label="audio folder (optional: look files up by name)", elem_id="ft-audio-dir")
@@ -200,8 +200,8 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
     c["status"] = gr.Markdown(elem_id="ft-status")
     with gr.Row():
         c["rules"] = gr.Dataframe(headers=RULE_COLUMNS, interactive=False, label="Cleaning report 清洗报告",
-                                  elem_id="ft-rules", scale=1)
-        c["losses"] = gr.Plot(label="Loss curves 损失曲线", elem_id="ft-losses", scale=2)
+                                  elem_id="ft-rules", scale=2, max_height=420)
+        c["losses"] = gr.Plot(label="Loss curves 损失曲线", elem_id="ft-losses", scale=3)
     c["exports"] = gr.Markdown(elem_id="ft-exports")
     c["selection"] = gr.Dataframe(headers=SELECTION_COLUMNS, interactive=False, wrap=True,
                                   label="Checkpoint selection 模型选择 (held-out sentences; ★ = best pair)",
@@ -229,6 +229,8 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                 kept = layout.data_dir / ("source" + (src.suffix or ".list"))
                 kept.write_bytes(src.read_bytes())
                 src = kept
+            if not src.is_file():
+                raise FinetuneError(f"{src}: no such .list / CSV file on this machine (check the path, or upload it)")
             cfg.source = str(src.resolve())
         if not cfg.source:
             raise FinetuneError("choose a .list or CSV (upload it or type its path)")

@@ -78,7 +78,7 @@ class FinetuneJobs:
             self._thread = threading.Thread(target=self._run, args=(exp, tuple(stages), follow_up),
                                             name=f"finetune-{config.name}", daemon=True)
             self._thread.start()
-            return self.status()
+        return self.status()  # outside the lock: status() takes it too (threading.Lock is not reentrant)
 
     def cancel(self) -> bool:
         if not self.running():
