@@ -121,9 +121,19 @@ class FinetuneJobs:
                 self._finish("cancelled", "cancelled: run the same stages again to continue")
                 return
             if follow_up is not None:
-                res = follow_up(lambda f, m: self._progress(share + (1 - share) * f, f"[select] {m}"), self._cancel)
+                try:
+                    res = follow_up(lambda f, m: self._progress(share + (1 - share) * f, f"[select] {m}"),
+                                    self._cancel)
+                except GSVError as exc:
+                    if self._cancel.is_set() or not stages:
+                        raise
+                    # the stages themselves succeeded: keep the job "done" and say why the follow-up did not run
+                    self._note(f"checkpoint selection not done: {exc}")
+                    self._finish("done", f"training finished; checkpoint selection not done: {exc}", error=str(exc))
+                    return
                 with self._lock:
                     self._status.result = res
+                self._note("checkpoint selection finished")
             self._finish("done", "finished")
         except GSVError as exc:
             state = "cancelled" if self._cancel.is_set() else "failed"
