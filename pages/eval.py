@@ -184,6 +184,10 @@ def build_eval_tab(settings: Any, services: Any) -> dict[str, Any]:
                                       ref_lang=ref_lang or "zh")
         if max_tokens:
             params["max_tokens"] = int(max_tokens)
+        for what, path in (("GPT", gpt_a), ("SoVITS", sovits_a)) + (
+                (("GPT", gpt_b), ("SoVITS", sovits_b)) if (name_b or "").strip() else ()):
+            if path:
+                services.check_model_path(path, what)
         systems = [dict(name=(name_a or "").strip(), gpt=gpt_a, sovits=sovits_a, ref_audio=ref_audio or "",
                         ref_text=ref_text or "", **params)]
         if (name_b or "").strip():

@@ -265,12 +265,34 @@ class Services:
         return ("No model files found: put " + "; and ".join(missing) + ", then press Refresh. "
                 "(Folders come from GPT_WEIGHT_DIRS / SOVITS_WEIGHT_DIRS in my_config.py.)")
 
+    def model_roots(self) -> list[Path]:
+        """Folders model files may be read from through the app: the weight folders, the pretrained folder and
+        the RefAudio library (products imported with their models)."""
+        s = self.settings
+        roots = [*s.gpt_weight_dirs, *s.sovits_weight_dirs, s.pretrained_dir, Path(s.refaudio_db).parent / "library"]
+        return [Path(r).expanduser().resolve() for r in roots]
+
+    def check_model_path(self, path: Any, what: str) -> str:
+        """``path`` if it is a file inside :meth:`model_roots`, else a GSVError (an API caller cannot make the app
+        read arbitrary files as checkpoints)."""
+        p = Path(str(path)).expanduser()
+        try:
+            real = p.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise GSVError(f"{what} model {p.name or path!r} does not exist (press Refresh to update the lists)") from None
+        if not real.is_file() or not any(real.is_relative_to(r) for r in self.model_roots()):
+            raise GSVError(f"{what} model {p.name!r} is not in a weight folder: put it in "
+                           f"{', '.join(str(d) for d in (self.settings.gpt_weight_dirs if what == 'GPT' else self.settings.sovits_weight_dirs))}"
+                           " (or the pretrained folder) and press Refresh")
+        return str(p)
+
     def models_info(self, gpt: Optional[str], sovits: Optional[str]) -> str:
         lines = []
         for what, path in (("GPT", gpt), ("SoVITS", sovits)):
             if not path:
                 continue
             try:
+                self.check_model_path(path, what)
                 lines.append(f"{what}: {Path(path).name} — {weight_version(path)}")
             except GSVError as exc:
                 lines.append(f"{what}: {Path(path).name} — cannot be read: {exc}")
@@ -290,6 +312,8 @@ class Services:
 
         if not gpt_path or not sovits_path:
             raise GSVError(self.no_models_message() or "Choose a GPT and a SoVITS model first.")
+        gpt_path = self.check_model_path(gpt_path, "GPT")
+        sovits_path = self.check_model_path(sovits_path, "SoVITS")
         if ref_audio in (None, "") and not for_batch:
             raise GSVError("No reference audio: upload or record a 3-10 second clip of the voice to clone.")
 
@@ -359,6 +383,7 @@ class Services:
         """The same text, reference and seed through two model pairs (A = the request's, B = the given pair)."""
         if not gpt_b or not sovits_b:
             raise GSVError("Choose the B model pair (GPT and SoVITS) for the A/B comparison.")
+        gpt_b, sovits_b = self.check_model_path(gpt_b, "GPT"), self.check_model_path(sovits_b, "SoVITS")
         req_b = req_a.replace(gpt_path=gpt_b, sovits_path=sovits_b)
         a, b = self.engine.synthesize_many([req_a, req_b], progress=progress)
         for res, req in ((a, req_a), (b, req_b)):

@@ -238,3 +238,23 @@ def test_app_builds_every_tab(served):
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert {"tts", "tts_ab", "tts_stream", "tts_batch", "tts_batch_cancel", "history_replay", "history_reuse",
             "tts_refresh_models"} <= api_names
+
+
+def test_model_paths_outside_the_weight_folders_are_refused(served, tiny_assets, parity_dir):
+    """An API caller cannot make the app read an arbitrary file as a checkpoint."""
+    from gsv_core.errors import GSVError
+
+    services = served["services"]
+    good_gpt = services.gpt_choices()[0][1]
+    good_sovits = services.sovits_choices()[0][1]
+    outside = str(parity_dir / "s1_v2.ckpt")  # a real checkpoint, but not in a weight folder
+    for gpt, sovits in ((outside, good_sovits), (good_gpt, "/etc/passwd"), (good_gpt, "../../etc/passwd")):
+        with pytest.raises(GSVError, match="weight folder|does not exist"):
+            services.make_request(text="你好。", ref_audio=str(tiny_assets["ref"]), ref_text="参考。", gpt_path=gpt,
+                                  sovits_path=sovits)
+    services.make_request(text="你好。", ref_audio=str(tiny_assets["ref"]), ref_text="参考。", gpt_path=good_gpt,
+                          sovits_path=good_sovits)
+    # through the HTTP API too (gradio's own choice check or ours): a readable error, and the app keeps serving
+    with pytest.raises(Exception, match="weight folder|not in the list of choices"):
+        served["client"].predict(*_params(served, tiny_assets, gpt=outside), api_name="/tts")
+    assert services.gpt_choices()
