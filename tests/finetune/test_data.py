@@ -330,3 +330,30 @@ def test_text_measures():
     assert character_error_rate("你好，世界", "你好世界!") == 0.0
     assert character_error_rate("abcd", "abxd") == pytest.approx(0.25)
     assert character_error_rate("...", "x") is None
+
+
+def test_other_sample_rates_are_resampled_and_a_corrupt_file_is_reported(tmp_path):
+    """8 kHz / 44.1 kHz / 48 kHz clips are analysed at 32 kHz with their duration kept; a file whose header is
+    garbage is reported on its line as unreadable, and the other rows go on."""
+    import soxr
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    lines = []
+    for i, sr in enumerate((8000, 44100, 48000, 32000, 22050, 16000, 24000, 32000, 44100, 48000)):
+        wav = soxr.resample(speech(3.0, f0=140 + 3 * i, seed=i), SR, sr).astype(np.float32)
+        path = folder / f"r{sr}_{i}.wav"
+        sf.write(str(path), wav, sr)
+        lines.append(f"{path}|spk|zh|{ZH12}")
+    bad = folder / "corrupt.wav"
+    bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40)
+    lines.append(f"{bad}|spk|zh|{ZH12}")
+    layout = ExperimentLayout(tmp_path / "exp")
+    result = prepare_dataset(_write_list(tmp_path / "in.list", lines), layout)
+    rows = {r["audio"].rsplit("/", 1)[-1]: r for r in csv.DictReader(open(layout.cleaning_report_csv, encoding="utf-8"))}
+    for name, r in rows.items():
+        if name.startswith("r"):
+            assert abs(float(r["duration_s"]) - 3.4) < 0.02, (name, r["duration_s"])
+            assert r["decision"] == "kept", (name, r["reasons"])
+    assert rows["corrupt.wav"]["decision"] == "invalid" and "unreadable_audio" in rows["corrupt.wav"]["reasons"]
+    assert result.counts["kept"] == 10 and result.counts["invalid"] == 1
