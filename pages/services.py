@@ -266,10 +266,11 @@ class Services:
                 "(Folders come from GPT_WEIGHT_DIRS / SOVITS_WEIGHT_DIRS in my_config.py.)")
 
     def model_roots(self) -> list[Path]:
-        """Folders model files may be read from through the app: the weight folders, the pretrained folder and
-        the RefAudio library (products imported with their models)."""
+        """Folders model files may be read from through the app: the weight folders, the pretrained folder, the
+        RefAudio library (products imported with their models) and the folder the TTS tab unpacks product zips in."""
         s = self.settings
-        roots = [*s.gpt_weight_dirs, *s.sovits_weight_dirs, s.pretrained_dir, Path(s.refaudio_db).parent / "library"]
+        roots = [*s.gpt_weight_dirs, *s.sovits_weight_dirs, s.pretrained_dir, Path(s.refaudio_db).parent / "library",
+                 Path(s.output_dir) / "refaudio" / "uploads"]  # product zips unpacked by the TTS tab
         return [Path(r).expanduser().resolve() for r in roots]
 
     def check_model_path(self, path: Any, what: str) -> str:

@@ -55,7 +55,7 @@ def test_product_export_import_round_trip(settings, tmp_path, models):
     assert api["tts_infer"]["custom"]["t2s_weights_path"].startswith("models/")
     assert {f"{folder}/audio/ref.wav", f"{folder}/audio/aux_1.wav"} <= set(names)
     # load into the TTS tab's request values, from an unpacked export
-    unpacked = tmp_path / "unpacked"
+    unpacked = svc.out_root / "uploads" / "unpacked"  # where the TTS tab unpacks an uploaded product zip
     with zipfile.ZipFile(zpath) as z:
         z.extractall(unpacked)
     values = load_preset(unpacked / folder)
