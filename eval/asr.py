@@ -742,3 +742,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def transcriber(service: "ASRService", model_dir: str | os.PathLike, device: str = "auto", **options: Any
+                ) -> "Callable[[Path, str], str]":
+    """``transcribe(path, lang) -> text`` over one ASR model, for the finetune data stage's transcript check
+    (``asr_mismatch``). A file the model cannot read raises an ASRError (the data stage keeps such a clip and
+    counts it as not checked)."""
+    check_model_dir(model_dir)
+
+    def transcribe(path, lang: str) -> str:
+        language = lang if lang in LANGUAGES else "auto"
+        rows = service.transcribe([Path(path)], ASROptions(model_dir=model_dir, language=language, device=device,
+                                                           **options))
+        if not rows or rows[0].error:
+            raise ASRError(f"{Path(path).name}: {rows[0].error if rows else 'no transcript'}")
+        return rows[0].text
+
+    return transcribe

@@ -142,6 +142,8 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
             c["ref_min"] = gr.Number(value=3.0, minimum=0.5, label="reference pool from (s)")
             c["ref_max"] = gr.Number(value=5.0, minimum=1.0, label="reference pool to (s)")
         with gr.Row():
+            c["asr_check"] = gr.Checkbox(value=False, label="check transcripts with ASR (the ASR model below; drops "
+                                         "clips whose transcript disagrees: CER > 0.3)", elem_id="ft-asr-check")
             c["val_frac"] = gr.Number(value=0.05, minimum=0.0, maximum=0.5, label="validation share")
             c["test_frac"] = gr.Number(value=0.05, minimum=0.0, maximum=0.5, label="test share (selection)")
             c["split_seed"] = gr.Number(value=1234, precision=0, label="split seed")
@@ -211,7 +213,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
     form_keys = ("name", "version", "list_file", "list_path", "audio_dir", "lang", "min_s", "max_s", "min_snr",
                  "ref_min", "ref_max", "val_frac", "test_frac", "split_seed", "pre_s1", "pre_s2g", "pre_s2d",
                  "bert_dir", "hubert_dir", "sv_path", "s2_bs", "s2_epochs", "s2_save", "s2_text_lr", "s1_bs",
-                 "s1_epochs", "s1_save", "lora", "lora_rank", "device", "precision")
+                 "s1_epochs", "s1_save", "lora", "lora_rank", "device", "precision", "asr_check")
     form = [c[k] for k in form_keys]
 
     def config_from_form(values: dict) -> FinetuneConfig:
@@ -337,8 +339,19 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
             values = dict(zip(form_keys, args[:len(form_keys)]))
             asr_model, select_max = args[len(form_keys):]
             cfg = config_from_form(values)
+            transcribe = None
+            if values.get("asr_check"):
+                from eval.asr import ASRService, transcriber
+
+                if not asr_model:
+                    raise FinetuneError(f"the transcript check needs an ASR model: none found under "
+                                        f"{settings.whisper_dir}")
+                cfg.asr_check = str(asr_model)
+                transcribe = transcriber(services.asr or ASRService.from_settings(settings), asr_model)
+            else:
+                cfg.asr_check = ""
             follow_up = selection_follow_up(cfg.name, asr_model, select_max) if with_selection else None
-            jobs.start(cfg, stages, follow_up=follow_up)
+            jobs.start(cfg, stages, follow_up=follow_up, transcribe=transcribe)
             yield from follow(cfg.name, progress)
 
         return start
@@ -392,7 +405,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                    s2_bs=s2.get("batch_size"), s2_epochs=s2.get("epochs"), s2_save=s2.get("save_every_epochs"),
                    s2_text_lr=s2.get("text_low_lr_rate"), s1_bs=s1.get("batch_size"), s1_epochs=s1.get("epochs"),
                    s1_save=s1.get("save_every_epochs"), lora=s1.get("lora"), lora_rank=s1.get("lora_rank"),
-                   device=cfg.device, precision=cfg.precision)
+                   device=cfg.device, precision=cfg.precision, asr_check=bool(cfg.asr_check))
         keys = [k for k in form_keys if k not in ("name", "list_file")]
         return [gr.update(value=upd[k]) if upd.get(k) not in (None, "") else gr.update() for k in keys] + \
             list(view(cfg.name))

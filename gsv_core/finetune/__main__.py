@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--precision", help="auto, fp32, fp16, bf16 (default auto: fp16 on CUDA, fp32 on CPU)")
         for key in ("pretrained-s1", "pretrained-s2g", "pretrained-s2d", "bert-dir", "hubert-dir", "sv-path"):
             sp.add_argument(f"--{key}", help="default: the pretrained file of the version under PRETRAINED_DIR")
+        sp.add_argument("--asr-check", metavar="MODEL_DIR", help="data stage: transcribe every clean clip with this "
+                        "faster-whisper model and drop clips whose transcript disagrees (CER above "
+                        "cleaning.max_cer, default 0.3); 'off' to disable")
         sp.add_argument("--s2-batch-size", type=int, help="SoVITS batch size")
         sp.add_argument("--s2-epochs", type=int, help="SoVITS epochs (default 8)")
         sp.add_argument("--s2-save-every", type=int, help="export SoVITS every N epochs (default 4)")
@@ -125,6 +128,8 @@ def _config_from_args(settings, args) -> "FinetuneConfig":
         v = getattr(args, key, None)
         if v is not None:
             setattr(cfg, key, str(Path(v).expanduser().resolve()) if key in ("source", "audio_dir") else v)
+    if getattr(args, "asr_check", None) is not None:
+        cfg.asr_check = "" if args.asr_check.lower() in ("off", "none", "") else str(Path(args.asr_check).expanduser().resolve())
     for key in ("pretrained_s1", "pretrained_s2g", "pretrained_s2d", "bert_dir", "hubert_dir", "sv_path"):
         v = getattr(args, key, None)
         if v is not None:
@@ -243,8 +248,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         exp = Experiment(settings, cfg)
         stages = {"data": ["data"], "features": ["features"], "train-s2": ["s2"], "train-s1": ["s1"],
                   "all": ["data", "features", "s2", "s1"]}[args.command]
+        transcribe = None
+        if "data" in stages and cfg.asr_check:
+            from eval.asr import ASRService, transcriber  # composition root: the check uses eval's ASR service
+
+            transcribe = transcriber(ASRService.from_settings(settings), cfg.asr_check)
         bar = _Bar(args.command)
-        results = exp.run(stages, progress=bar, cancel=stop.is_set, log=lambda m: bar.bar.write(str(m)))
+        results = exp.run(stages, progress=bar, cancel=stop.is_set, log=lambda m: bar.bar.write(str(m)),
+                          transcribe=transcribe)
         bar.close()
         bar = None
         from .pipeline import describe

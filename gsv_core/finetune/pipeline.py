@@ -55,6 +55,7 @@ class FinetuneConfig:
     bert_dir: str = ""
     hubert_dir: str = ""
     sv_path: str = ""
+    asr_check: str = ""  # faster-whisper folder for the data stage's transcript check (asr_mismatch); "" = off
     cleaning: dict = field(default_factory=dict)  # CleaningConfig fields to override
     split: dict = field(default_factory=dict)  # SplitConfig fields to override
     features: dict = field(default_factory=dict)  # e.g. batch_size
@@ -217,6 +218,9 @@ class Experiment:
         from .data import CleaningConfig, DataCancelled, SplitConfig, prepare_dataset
 
         c = self.config
+        if c.asr_check and transcribe is None:
+            raise FinetuneError("the transcript check needs an ASR transcriber: run the data stage from the CLI or "
+                                "the Finetune tab, or clear asr_check")
         if not c.source:
             raise FinetuneError("no dataset given: choose a GPT-SoVITS .list or a CSV with audio paths and text")
         cleaning = CleaningConfig(**_dataclass_kwargs(CleaningConfig, c.cleaning, "cleaning"))

@@ -92,3 +92,28 @@ def test_cancel_stops_the_running_stage(settings, tmp_path):
     assert st.state in ("cancelled", "done")  # a very fast stage may finish before it looks at the flag
     if st.state == "cancelled":
         assert "again" in st.message
+
+
+def test_asr_transcript_check_is_wired_through_the_pipeline(settings, tmp_path):
+    """With asr_check set, the data stage transcribes every clean clip: a random Whisper hears garbage, so every
+    clip fails asr_mismatch and the empty-dataset error names that rule; without a transcriber it refuses."""
+    from eval.asr import ASRService, transcriber
+    from gsv_core.finetune.data import EmptyDatasetError
+    from gsv_core.finetune.pipeline import FinetuneError
+    from helpers.tiny_whisper import build_tiny_whisper
+
+    model = build_tiny_whisper(tmp_path / "whisper" / "tiny")
+    cfg = FinetuneConfig(name="asr", source=str(_dataset(tmp_path, 4)), asr_check=str(model))
+    exp = Experiment(settings, cfg)
+    with pytest.raises(FinetuneError, match="transcriber"):
+        exp.run(["data"])
+    heard = []
+    base = transcriber(ASRService(tmp_path / "whisper"), model, max_new_tokens=6)
+
+    def transcribe(path, lang):
+        heard.append(lang)
+        return base(path, lang)
+
+    with pytest.raises(EmptyDatasetError, match="asr_mismatch"):
+        exp.run(["data"], transcribe=transcribe)
+    assert heard == ["zh"] * 4
