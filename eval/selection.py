@@ -129,6 +129,10 @@ def pick_reference(refpool_list: str | os.PathLike, fallback_list: str | os.Path
     raise EvalError("no reference clip: the reference pool and the training list are empty or their audio is gone")
 
 
+def _same(a: float, b: float) -> bool:
+    return a == b or abs(a - b) < 5e-5
+
+
 def _rank(summary: list[dict], candidates: Sequence[Candidate]) -> list[dict]:
     by_name = {c.name: c for c in candidates}
     rows = []
@@ -150,8 +154,17 @@ def _rank(summary: list[dict], candidates: Sequence[Candidate]) -> list[dict]:
         return -r["similarity"] if r["similarity"] is not None else inf
 
     for key, field_name in ((cer_key, "rank_cer"), (sim_key, "rank_similarity")):
-        for i, r in enumerate(sorted(finetuned, key=key), start=1):
-            r[field_name] = i
+        # equal values (to 4 decimals) share their mean rank, so a tie never decides the order on its own
+        ordered = sorted(finetuned, key=key)
+        i = 0
+        while i < len(ordered):
+            j = i
+            value = key(ordered[i])
+            while j + 1 < len(ordered) and _same(key(ordered[j + 1]), value):
+                j += 1
+            for r in ordered[i:j + 1]:
+                r[field_name] = (i + j) / 2 + 1
+            i = j + 1
     for r in finetuned:
         r["score"] = (r["rank_cer"] + r["rank_similarity"]) / 2.0
     finetuned.sort(key=lambda r: (r["score"], cer_key(r), sim_key(r)))

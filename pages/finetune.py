@@ -74,20 +74,34 @@ def loss_figure(layout) -> Any:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 3.2), squeeze=False)
     for ax, (title, rows) in zip(axes[0], curves):
-        cols = [c for c in rows[0] if c not in ("step", "epoch", "lr", "elapsed_s") and not c.startswith("grad")]
         steps = [float(r["step"]) for r in rows]
-        for col in cols[:6]:
-            vals = []
+
+        def series(col):
+            out = []
             for r in rows:
                 try:
-                    vals.append(float(r[col]))
-                except (TypeError, ValueError):
-                    vals.append(float("nan"))
-            ax.plot(steps, vals, label=col, linewidth=1)
+                    out.append(float(r[col]))
+                except (KeyError, TypeError, ValueError):
+                    out.append(float("nan"))
+            return out
+
+        if "loss_per_token" in rows[0]:  # GPT: the per-token cross-entropy (the summed loss scales with the batch)
+            ax.plot(steps, series("loss_per_token"), label="loss per token", linewidth=1)
+            if "acc" in rows[0]:
+                twin = ax.twinx()
+                twin.plot(steps, series("acc"), label="top-3 acc", color="tab:green", linewidth=1)
+                twin.set_ylabel("acc")
+                twin.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="upper left")
+        else:  # SoVITS: every term on a log scale (mel x45 dominates the linear view)
+            cols = [c for c in rows[0] if c not in ("step", "epoch", "lr", "elapsed_s") and not c.startswith("grad")]
+            for col in cols[:7]:
+                ax.plot(steps, series(col), label=col, linewidth=1)
+            ax.set_yscale("log")
+            ax.legend(fontsize=7, ncol=2)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -117,3 +117,19 @@ def test_asr_transcript_check_is_wired_through_the_pipeline(settings, tmp_path):
     with pytest.raises(EmptyDatasetError, match="asr_mismatch"):
         exp.run(["data"], transcribe=transcribe)
     assert heard == ["zh"] * 4
+
+
+def test_selection_ranking_ties_and_order():
+    from eval.selection import Candidate, _rank
+
+    cands = [Candidate(n, f"{n}.ckpt", f"{n}.pth") for n in ("a", "b", "c")] + [Candidate("base", "x", "y", True)]
+    summary = [dict(system="a", error_rate=0.10, similarity_mean=0.80), dict(system="b", error_rate=0.10,
+               similarity_mean=0.90), dict(system="c", error_rate=0.05, similarity_mean=0.70),
+               dict(system="base", error_rate=0.01, similarity_mean=0.99)]
+    ranked = _rank(summary, cands)
+    by = {r["system"]: r for r in ranked}
+    assert by["a"]["rank_cer"] == by["b"]["rank_cer"] == 2.5 and by["c"]["rank_cer"] == 1
+    assert [by[k]["rank_similarity"] for k in "bac"] == [1, 2, 3]
+    # b: (2.5 + 1) / 2 = 1.75 beats c: (1 + 3) / 2 = 2 and a: 2.25; the baseline is listed last, never best
+    assert [r["system"] for r in ranked] == ["b", "c", "a", "base"]
+    assert by["b"]["best"] and not by["base"]["best"] and by["base"]["rank"] is None
