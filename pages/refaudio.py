@@ -83,6 +83,27 @@ def parse_list_values(text: Any, what: str) -> list[str]:
     return values
 
 
+def _check_model_paths(services: Any, base: dict, compare: str, values: Any) -> None:
+    """Every GPT/SoVITS path of a sweep must lie in the app's model folders (Services.check_model_path)."""
+    check = getattr(services, "check_model_path", None)
+    if check is None:
+        return
+    found: list[tuple[str, Any]] = [("GPT", base.get("gpt_path")), ("SoVITS", base.get("sovits_path"))]
+    if compare == "gpt_path":
+        found += [("GPT", v) for v in values or []]
+    elif compare == "sovits_path":
+        found += [("SoVITS", v) for v in values or []]
+    elif compare == "models":
+        found += [pair for g, s_ in values or [] for pair in (("GPT", g), ("SoVITS", s_))]
+    elif compare == "full" and isinstance(values, dict):
+        for key, what in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
+            v = values.get(key) or []
+            found += [(what, p) for p in (v if isinstance(v, list) else [v])]
+    for what, path in found:
+        if path:
+            check(path, what)
+
+
 def parse_values(compare: str, text: str, gpt_values: Sequence[str], sovits_values: Sequence[str],
                  grid: dict[str, str]) -> Any:
     """The ``values`` of a TaskSpec from the form fields of the Sweep sub-tab."""
@@ -807,6 +828,7 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
                 "top_k": top_k, "top_p": top_p, "temperature": temperature, "repetition_penalty": repetition_penalty,
                 "speed": speed, "split_method": split_method, "pause": pause, "noise_scale": noise_scale,
                 "max_tokens": int(max_tokens or 0) or None}
+        _check_model_paths(services, base, compare, vals)
         lines = [(t.strip(), text_lang or "zh") for t in str(texts or "").splitlines() if t.strip()]
         spec = TaskSpec(role_id=rid, name=name or "", compare=compare, base=base, texts=lines, values=vals,
                         ref_clip_ids=parse_ids(ref_ids, "reference clip ids"), ref_categories=ref_categories or (),

@@ -223,3 +223,27 @@ def test_path_traversal_refused_and_app_keeps_serving(app, tmp_path):
     # still serving
     rows = client.predict(role, [], "", "all", 0, 0, "duration", True, api_name="/refaudio_clips")["data"]
     assert len(rows) == 1
+
+
+def test_sweep_model_paths_outside_the_weight_folders_are_refused(parity_dir):
+    from types import SimpleNamespace
+
+    from gsv_core.errors import GSVError
+    from pages.refaudio import _check_model_paths
+
+    seen = []
+
+    def check(path, what):
+        seen.append((what, path))
+        if "outside" in str(path):
+            raise GSVError(f"{what} model is not in a weight folder")
+
+    services = SimpleNamespace(check_model_path=check)
+    base = {"gpt_path": "w/g.ckpt", "sovits_path": "w/s.pth"}
+    _check_model_paths(services, base, "models", [["w/g2.ckpt", "w/s2.pth"]])
+    assert ("GPT", "w/g2.ckpt") in seen and ("SoVITS", "w/s2.pth") in seen
+    for compare, values in (("gpt_path", ["/outside/x.ckpt"]), ("sovits_path", ["/outside/y.pth"]),
+                            ("full", {"sovits_path": ["/outside/z.pth"], "top_k": [5]}),
+                            ("models", [["w/g.ckpt", "../outside.pth"]])):
+        with pytest.raises(GSVError, match="weight folder"):
+            _check_model_paths(services, base, compare, values)
