@@ -287,4 +287,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gsv_core.finetune.common import exit_process
+
+    exit_process(main())

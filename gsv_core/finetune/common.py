@@ -92,7 +92,16 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
 
 
 def cleanup_distributed(info: DistInfo) -> None:
+    """Leave the process group together: every rank waits for the others (rank 0 may still be exporting) and
+    drops its DDP wrappers before the group goes away; a rank leaving early can abort its peer's gloo threads."""
     if info.enabled and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer that already failed: still tear down our side
+            pass
         dist.destroy_process_group()
 
 
@@ -256,3 +265,17 @@ def report(progress: ProgressFn | None, fraction: float, message: str) -> None:
 
 def cancelled(cancel: CancelFn | None) -> bool:
     return bool(cancel is not None and cancel())
+
+
+def exit_process(code: int) -> None:
+    """End a CLI process. Under torchrun the process leaves with ``os._exit`` after flushing its streams: the
+    process group is already destroyed, and skipping the interpreter's teardown avoids gloo's C++ threads being
+    destroyed in an arbitrary order (seen as a rare SIGABRT of one rank after a successful run)."""
+    import sys
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code))
+    sys.exit(code)
+

@@ -667,4 +667,6 @@ def _quiet_rank() -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gsv_core.finetune.common import exit_process
+
+    exit_process(main())
