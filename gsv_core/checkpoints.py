@@ -24,7 +24,6 @@ import lzma
 import os
 import pickle
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from .errors import CheckpointError, UnsupportedVersionError
+from .fileio import write_bytes_atomic
 
 # --------------------------------------------------------------------------------------------------------------
 # Version markers and known files
@@ -234,20 +234,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, header: bytes = ZIP_MAG
         if len(header) != 2:
             raise ValueError("a version header is exactly two bytes")
         data = header + data[2:]
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+    return write_bytes_atomic(p, data)
 
 
 def _is_tensor_dict(obj: Any) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from gsv_core.errors import GSVError
+from gsv_core.fileio import write_bytes_atomic
 
 PathLike = Union[str, os.PathLike]
 
@@ -106,19 +107,7 @@ def audio_extension(path: PathLike) -> str:
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return target
+    return write_bytes_atomic(path, data)
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

@@ -49,7 +49,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -59,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from gsv_core.errors import AudioError, CheckpointError, GSVError, ModelMismatchError
+from gsv_core.fileio import write_bytes_atomic
 
 from .common import TrainingError
 from .layout import DiskFullError, ExperimentLayout, disk_guard, write_json_atomic, write_text_atomic
@@ -160,19 +160,7 @@ class _Item:
 
 def _write_bytes_atomic(data: bytes, path: Path) -> None:
     """Serialised in memory first, so a full disk surfaces as a plain OSError(ENOSPC) from ``write``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(path, data, fsync=False)
 
 
 def _save_tensor_atomic(tensor: torch.Tensor, path: Path) -> None:
