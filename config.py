@@ -18,23 +18,33 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: where each feature model lives inside PRETRAINED_DIR unless its own setting names another place
+PRETRAINED_LAYOUT = {
+    "bert_dir": "chinese-roberta-wwm-ext-large",
+    "hubert_dir": "chinese-hubert-base",
+    "sv_path": "sv/pretrained_eres2netv2w24s4ep4.ckpt",
+    "g2pw_dir": "G2PWModel",
+    "whisper_dir": "faster-whisper",
+}
 
 
 @dataclass(frozen=True)
 class Settings:
     # --- model files -------------------------------------------------------------------------------------------
+    #: upstream's GPT_SoVITS/pretrained_models layout; the five below default to their place inside it, so pointing
+    #: PRETRAINED_DIR at an existing GPT-SoVITS folder moves all of them (set one explicitly to override it alone)
     pretrained_dir: Path = Path("pretrained_models")
-    bert_dir: Path = Path("pretrained_models/chinese-roberta-wwm-ext-large")
-    hubert_dir: Path = Path("pretrained_models/chinese-hubert-base")
-    sv_path: Path = Path("pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt")
-    g2pw_dir: Path = Path("pretrained_models/G2PWModel")
-    whisper_dir: Path = Path("pretrained_models/faster-whisper")
+    bert_dir: Optional[Path] = None  # default: PRETRAINED_DIR/chinese-roberta-wwm-ext-large
+    hubert_dir: Optional[Path] = None  # default: PRETRAINED_DIR/chinese-hubert-base
+    sv_path: Optional[Path] = None  # default: PRETRAINED_DIR/sv/pretrained_eres2netv2w24s4ep4.ckpt
+    g2pw_dir: Optional[Path] = None  # default: PRETRAINED_DIR/G2PWModel
+    whisper_dir: Optional[Path] = None  # default: PRETRAINED_DIR/faster-whisper
     #: folders scanned for GPT (.ckpt) and SoVITS (.pth) weights, upstream's names included so a user can point
     #: GSV_HOME at an existing GPT-SoVITS folder
     gpt_weight_dirs: tuple[Path, ...] = (
@@ -77,6 +87,9 @@ class Settings:
     share: bool = False
 
     def __post_init__(self):
+        for name, rel in PRETRAINED_LAYOUT.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, Path(self.pretrained_dir) / rel)
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be one of auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.precision not in PRECISIONS:

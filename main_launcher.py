@@ -17,7 +17,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` now. SO_REUSEADDR as the server itself (uvicorn) binds: a port
+    whose last connections linger in TIME_WAIT after a restart is free; one with a listener is not."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -57,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     port = choose_port(settings.host, settings.port, settings.port_fallback)
     if port != settings.port:
-        print(f"port {settings.port} is busy; using {port}", file=sys.stderr)
+        print(f"NOTE: port {settings.port} is in use by another program; GSV Playground uses port {port} instead "
+              f"(open the new address below; --no-port-fallback makes this an error)", flush=True)
     from pages.app import build_app, launch_kwargs
 
     app = build_app(settings)
-    print(f"GSV Playground on http://{settings.host}:{port}", file=sys.stderr)
+    print(f"GSV Playground on http://{settings.host}:{port}", flush=True)
     app.queue().launch(server_name=settings.host, server_port=port, share=settings.share, inbrowser=False,
                        **launch_kwargs())
     return 0

@@ -245,6 +245,43 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^\w\-.]+", "_", name, flags=re.UNICODE).strip("._")
 
 
+def keep_uploads(files: Sequence[str | os.PathLike], root: str | os.PathLike, speaker: str = "") -> list[Path]:
+    """Copy uploaded files (Gradio's temporary copies, deleted later and named by a hash folder) into
+    ``root/<name>/`` so the ``.list`` written from them points at files that stay, and the speaker taken from
+    the folder name means something: ``name`` is the given speaker, else the common prefix of the uploads' names
+    (``alice_01.wav``, ``alice_02.wav`` -> ``alice``), else ``upload``. Two uploads with the same name get
+    distinct names (``0001.wav``, ``0001-2.wav``); a file already kept with the same content is reused."""
+    import hashlib
+    import shutil
+
+    paths = [Path(str(f)) for f in files if f not in (None, "")]
+    if not paths:
+        return []
+    stems = [p.stem for p in paths]
+    prefix = os.path.commonprefix(stems) if len(stems) > 1 else re.sub(r"[\W_]*\d+$", "", stems[0])
+    name = _safe_name(speaker) or _safe_name(re.sub(r"[\W_\d]+$", "", prefix)) or "upload"
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    kept: list[Path] = []
+    for src in paths:
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()
+        base = _safe_name(src.stem) or "audio"
+        target = folder / f"{base}{src.suffix.lower()}"
+        n = 1
+        while target.exists() or target in kept:
+            if target.exists() and target not in kept and \
+                    hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+                break  # the same upload again: reuse it
+            n += 1
+            target = folder / f"{base}-{n}{src.suffix.lower()}"
+        if not target.exists():
+            tmp = target.with_name(target.name + ".part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        kept.append(target)
+    return kept
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # text post-processing for Chinese
 

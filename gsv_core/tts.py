@@ -26,7 +26,8 @@ from .errors import GSVError
 
 ROW_FIELDS = ("ref", "ref_text", "ref_lang", "lang", "top_k", "top_p", "temperature", "repetition_penalty", "speed",
               "seed")
-RESULT_COLUMNS = ["id", "text", "file", "duration_s", "rtf", "seed", "gpt", "sovits", "version", "status", "error"]
+RESULT_COLUMNS = ["id", "text", "file", "duration_s", "rtf", "seed", "gpt", "sovits", "version", "status", "error",
+                  "warning"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,18 +98,21 @@ def _row_request(base, row: dict[str, str], line: int):
     return dataclasses.replace(base, **changes)
 
 
-def read_batch_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a batch CSV with their line numbers; clear errors for missing columns, bad encoding, duplicates."""
+def read_batch_csv(path: Path, shown: Optional[str] = None) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a batch CSV with their line numbers; clear errors for missing columns, bad encoding, duplicate or
+    unusable ids (they would overwrite each other's files). A row with an empty text is kept: the batch records it
+    as failed and goes on. ``shown`` names the file in messages (an upload's own name, not its temporary path)."""
+    shown = shown or str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise GSVError(f"CSV not found: {path}") from None
+        raise GSVError(f"CSV not found: {shown}") from None
     except UnicodeDecodeError:
-        raise GSVError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
+        raise GSVError(f"{shown} is not UTF-8 text; save it as UTF-8 CSV") from None
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     if "id" not in header or "text" not in header:
-        raise GSVError(f"{path}: the header must contain the columns id and text (found: {', '.join(header) or 'none'})")
+        raise GSVError(f"{shown}: the header must contain the columns id and text (found: {', '.join(header) or 'none'})")
     rows, seen, problems = [], set(), []
     for line, row in enumerate(reader, start=2):
         row = {(k or "").strip(): (v or "") for k, v in row.items()}
@@ -121,21 +125,19 @@ def read_batch_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
             problems.append(f"line {line}: duplicate id {rid!r}")
         elif any(c in rid for c in '/\\:*?"<>|') or rid in (".", ".."):
             problems.append(f"line {line}: id {rid!r} cannot be a file name")
-        elif not row.get("text", "").strip():
-            problems.append(f"line {line}: empty text for id {rid!r}")
         seen.add(rid)
         rows.append((line, row))
     if problems:
-        raise GSVError(f"{path} has bad rows:\n  " + "\n  ".join(problems))
+        raise GSVError(f"{shown} has bad rows:\n  " + "\n  ".join(problems))
     if not rows:
-        raise GSVError(f"{path} has no rows to synthesise")
+        raise GSVError(f"{shown} has no rows to synthesise")
     return rows
 
 
 def run_batch(engine, base, csv_path: Path, out_dir: Path, progress: Optional[Any] = None,
-              cancel: Optional[Any] = None) -> Path:
+              cancel: Optional[Any] = None, shown: Optional[str] = None) -> Path:
     """Synthesise every row; write wavs + results.csv; skip rows already done. Returns the results path."""
-    rows = read_batch_csv(csv_path)
+    rows = read_batch_csv(csv_path, shown)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.csv"
     done: dict[str, dict[str, str]] = {}
@@ -159,12 +161,15 @@ def run_batch(engine, base, csv_path: Path, out_dir: Path, progress: Optional[An
             continue
         rec = {"id": rid, "text": row.get("text", ""), "status": "error"}
         try:
+            if not row.get("text", "").strip():
+                raise GSVError(f"line {line}: the text is empty")
             req = _row_request(base, row, line)
             result = engine.synthesize(req)
             fname = f"{rid}.wav"
             result.save(out_dir / fname)
             rec.update(file=fname, duration_s=f"{result.duration:.3f}", rtf=f"{result.rtf:.4f}", seed=result.seed,
-                       gpt=result.gpt, sovits=result.sovits, version=result.version, status="ok", error="")
+                       gpt=result.gpt, sovits=result.sovits, version=result.version, status="ok", error="",
+                       warning="; ".join(result.warnings))
         except GSVError as exc:
             rec["error"] = str(exc)
         records.append(rec)
@@ -196,6 +201,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{len(rows) - len(failed)} ok, {len(failed)} failed -> {results}")
             for r in failed:
                 print(f"  {r['id']}: {r['error']}", file=sys.stderr)
+            for r in rows:
+                if r.get("warning"):
+                    print(f"  warning {r['id']}: {r['warning']}", file=sys.stderr)
             return 1 if failed else 0
         if args.stream:
             import numpy as np
@@ -216,6 +224,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"wrote {args.output}: {result.duration:.2f} s, RTF {result.rtf:.3f}, seed {result.seed}, "
               f"{result.version} ({result.gpt} + {result.sovits})")
         print("stages: " + ", ".join(f"{k} {v:.3f}s" for k, v in t.items()))
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         return 0
     except GSVError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from config import Settings
 
-from .common import planned_tab
+from .common import collecting_page_loads, planned_tab
 from .services import Services
 from .tts import build_tts_tab
 
@@ -36,7 +36,7 @@ def build_app(settings: Settings, services: Optional[Services] = None) -> gr.Blo
     if services is None:
         asr = asr_service_cls.from_settings(settings) if asr_service_cls is not None else None
         services = Services(settings, asr=asr)
-    with gr.Blocks(title="GSV Playground") as app:
+    with gr.Blocks(title="GSV Playground") as app, collecting_page_loads() as page_loads:
         gr.Markdown("# GSV Playground\nGPT-SoVITS 语音克隆工作台 · voice-cloning workbench")
         with gr.Tabs():
             with gr.Tab("TTS", id="tts"):
@@ -61,6 +61,8 @@ def build_app(settings: Settings, services: Optional[Services] = None) -> gr.Blo
                 from .refaudio import build_refaudio_tab
 
                 build_refaudio_tab(settings, services)
+        for fn, inputs, outputs in page_loads:
+            app.load(fn, inputs, outputs, queue=False, show_progress="hidden")
     app.gsv_services = services  # tests and the launcher reach the shared services here
     return app
 

@@ -12,6 +12,8 @@ import gradio as gr
 from eval import asr as asr_svc
 from gsv_core.errors import GSVError
 
+from .common import on_page_load
+
 log = logging.getLogger(__name__)
 
 _HELP = ("Transcribe a file or a whole folder (searched recursively) with a local faster-whisper model, proofread "
@@ -82,7 +84,8 @@ def build_asr_tab(settings, asr_service: asr_svc.ASRService) -> None:
     status = gr.Markdown("")
     table = gr.Dataframe(headers=list(asr_svc.TABLE_HEADERS), datatype=["str"] * 4 + ["number"] * 2 + ["str"],
                          value=[], interactive=True, wrap=True, label="Transcripts (edit text before saving)",
-                         static_columns=[0, 4, 5, 6], type="array")
+                         static_columns=[0, 4, 5, 6], type="array",
+                         column_widths=["22%", "9%", "6%", "45%", "5%", "5%", "8%"])
     rows_state = gr.State([])
     with gr.Row():
         list_path = gr.Textbox(label="Open a .list for proofreading (path)", scale=3)
@@ -106,12 +109,13 @@ def build_asr_tab(settings, asr_service: asr_svc.ASRService) -> None:
 
     def on_transcribe(model_dir, lang, vad_on, beam_size, dev, ctype, t2s_on, punct_mode, spk, files, path_text,
                       request: gr.Request, progress=gr.Progress()):
-        inputs = [str(f) for f in (files or [])]
-        inputs += [p.strip() for p in (path_text or "").splitlines() if p.strip()]
         key = getattr(request, "session_hash", None) or "default"
         cancel = threading.Event()
         cancels[key] = cancel
         try:
+            # uploads are temporary files: keep copies so the .list points at audio that stays
+            inputs = [str(p) for p in asr_svc.keep_uploads(files or [], out_root / "audio", spk or "")]
+            inputs += [p.strip() for p in (path_text or "").splitlines() if p.strip()]
             opts = asr_svc.ASROptions(model_dir=model_dir or "", language=lang or "zh", vad_filter=bool(vad_on),
                                       beam_size=int(beam_size or 5), device=dev or "auto",
                                       compute_type=ctype or "auto", t2s=bool(t2s_on), punctuation=punct_mode or "keep",
@@ -170,6 +174,7 @@ def build_asr_tab(settings, asr_service: asr_svc.ASRService) -> None:
 
     # --- wiring ----------------------------------------------------------------------------------------------
     refresh.click(on_refresh, [model], [model, status], api_name="asr_refresh_models")
+    on_page_load(lambda current: on_refresh(current)[0], [model], [model])
     go.click(on_transcribe, [model, language, vad, beam, device, compute, t2s, punct, speaker, uploads, paths],
              [table, rows_state, status], api_name="asr_transcribe")
     stop.click(on_cancel, None, [status], api_name="asr_cancel", queue=False)

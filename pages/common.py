@@ -2,10 +2,12 @@
 whose issue has not landed yet."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import traceback
+from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
@@ -32,8 +34,9 @@ def planned_tab(name: str) -> None:
 def _as_gr_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
-    if isinstance(exc, GSVError):
-        return gr.Error(str(exc), duration=None, title="Cannot do that")
+    if isinstance(exc, GSVError):  # an expected user error: a message in the page, one line in the log
+        log.info("user error: %s", exc)
+        return gr.Error(str(exc), duration=None, title="Cannot do that", print_exception=False)
     log.error("unexpected error in a UI action:\n%s", traceback.format_exc())
     return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}). The app keeps running; the details are in "
                     "the server log.", duration=None, title="Internal error")
@@ -60,3 +63,26 @@ def user_errors(fn):
             raise _as_gr_error(exc) from exc
 
     return wrapper
+
+
+# -- page-load hooks ----------------------------------------------------------------------------------------------
+# A tab registers what must be re-read whenever a browser (re)loads the page: dropdown choices (models, roles,
+# products, experiments) and the state of background jobs. build_app() wires them to the Blocks' load event, so a
+# reload never shows lists as they were when the server started.
+_LOAD_HOOKS: list[list] = []
+
+
+@contextlib.contextmanager
+def collecting_page_loads() -> Iterator[list]:
+    hooks: list = []
+    _LOAD_HOOKS.append(hooks)
+    try:
+        yield hooks
+    finally:
+        _LOAD_HOOKS.pop()
+
+
+def on_page_load(fn: Callable, inputs: Sequence[Any] | None, outputs: Sequence[Any]) -> None:
+    """Run ``fn(*inputs)`` on every page load and show its return values in ``outputs``."""
+    if _LOAD_HOOKS:
+        _LOAD_HOOKS[-1].append((fn, list(inputs or []), list(outputs)))

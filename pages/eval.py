@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from .common import user_errors
+from .common import on_page_load, user_errors
 
 SUMMARY_COLUMNS = ["system", "utterances", "error_rate", "substitutions", "deletions", "insertions", "ref_len",
                    "similarity_mean", "rtf_mean", "duration_mean", "tries", "rerolled", "failed_threshold",
@@ -72,6 +72,11 @@ def build_eval_tab(settings: Any, services: Any) -> dict[str, Any]:
     def asr_models() -> list[str]:
         return asr_mod.list_models(settings.whisper_dir)
 
+    def defaults():
+        from gsv_core.weights import default_comparison
+
+        return default_comparison(settings, "GPT"), default_comparison(settings, "SoVITS")
+
     def run_folders() -> list[str]:
         return sorted((str(p.parent) for p in reports_dir.glob("*/config.json")), reverse=True)
 
@@ -83,13 +88,15 @@ def build_eval_tab(settings: Any, services: Any) -> dict[str, Any]:
         c["csv_path"] = gr.Textbox(label="…or a CSV path on this machine", elem_id="eval-csv-path")
         c["text_lang"] = gr.Dropdown(TEXT_LANGS, value="zh", label="default text language (rows without lang)")
     with gr.Row(equal_height=True):
+        # A = "baseline": the official base model when present; B = "finetuned": the newest finetuned export
+        (g_base, g_tuned), (s_base, s_tuned) = defaults()
         c["name_a"] = gr.Textbox(value="baseline", label="System A name", scale=1)
-        c["gpt_a"] = gr.Dropdown(gpts, value=_pick(gpts), label="GPT (A)", scale=3)
-        c["sovits_a"] = gr.Dropdown(sovitss, value=_pick(sovitss), label="SoVITS (A)", scale=3)
+        c["gpt_a"] = gr.Dropdown(gpts, value=g_base, label="GPT (A)", scale=3)
+        c["sovits_a"] = gr.Dropdown(sovitss, value=s_base, label="SoVITS (A)", scale=3)
     with gr.Row(equal_height=True):
         c["name_b"] = gr.Textbox(value="finetuned", label="System B name (empty = A only)", scale=1)
-        c["gpt_b"] = gr.Dropdown(gpts, value=_pick(gpts, 1), label="GPT (B)", scale=3)
-        c["sovits_b"] = gr.Dropdown(sovitss, value=_pick(sovitss, 1), label="SoVITS (B)", scale=3)
+        c["gpt_b"] = gr.Dropdown(gpts, value=g_tuned, label="GPT (B)", scale=3)
+        c["sovits_b"] = gr.Dropdown(sovitss, value=s_tuned, label="SoVITS (B)", scale=3)
     c["refresh"] = gr.Button("Refresh model, ASR and run lists 刷新", size="sm")
     with gr.Row():
         c["ref_audio"] = gr.Audio(sources=["upload"], type="filepath", label="参考音频 Reference audio",
@@ -288,6 +295,16 @@ def build_eval_tab(settings: Any, services: Any) -> dict[str, Any]:
     c["refresh"].click(refresh, [c["gpt_a"], c["sovits_a"], c["gpt_b"], c["sovits_b"], c["asr_model"]],
                        [c["gpt_a"], c["sovits_a"], c["gpt_b"], c["sovits_b"], c["asr_model"], c["rebuild_dir"]],
                        api_name="eval_refresh")
+
+    def on_load():
+        (g_base, g_tuned), (s_base, s_tuned) = defaults()
+        g, s, m = services.gpt_choices(), services.sovits_choices(), asr_models()
+        return (gr.update(choices=g, value=g_base), gr.update(choices=s, value=s_base),
+                gr.update(choices=g, value=g_tuned), gr.update(choices=s, value=s_tuned),
+                gr.update(choices=m, value=m[0] if m else None), gr.update(choices=run_folders()))
+
+    on_page_load(on_load, None, [c["gpt_a"], c["sovits_a"], c["gpt_b"], c["sovits_b"], c["asr_model"],
+                                 c["rebuild_dir"]])
     return c
 
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from .common import user_errors
+from .common import on_page_load, user_errors
 
 VERSIONS = ["v1", "v2", "v2Pro", "v2ProPlus"]
 LANGS = [("中文 zh", "zh"), ("English en", "en")]
@@ -85,18 +85,19 @@ def loss_figure(layout) -> Any:
                     out.append(float("nan"))
             return out
 
+        style = dict(linewidth=1, marker="o" if len(steps) < 30 else None, markersize=3)  # a few steps stay visible
         if "loss_per_token" in rows[0]:  # GPT: the per-token cross-entropy (the summed loss scales with the batch)
-            ax.plot(steps, series("loss_per_token"), label="loss per token", linewidth=1)
+            ax.plot(steps, series("loss_per_token"), label="loss per token", **style)
             if "acc" in rows[0]:
                 twin = ax.twinx()
-                twin.plot(steps, series("acc"), label="top-3 acc", color="tab:green", linewidth=1)
+                twin.plot(steps, series("acc"), label="top-3 acc", color="tab:green", **style)
                 twin.set_ylabel("acc")
                 twin.legend(fontsize=7, loc="upper right")
             ax.legend(fontsize=7, loc="upper left")
         else:  # SoVITS: every term on a log scale (mel x45 dominates the linear view)
             cols = [c for c in rows[0] if c not in ("step", "epoch", "lr", "elapsed_s") and not c.startswith("grad")]
             for col in cols[:7]:
-                ax.plot(steps, series(col), label=col, linewidth=1)
+                ax.plot(steps, series(col), label=col, **style)
             ax.set_yscale("log")
             ax.legend(fontsize=7, ncol=2)
         ax.set_title(title)
@@ -213,7 +214,10 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         c["b_s2"] = gr.Button("3 Train SoVITS", size="sm", elem_id="ft-s2")
         c["b_s1"] = gr.Button("4 Train GPT", size="sm", elem_id="ft-s1")
         c["b_select"] = gr.Button("5 Select checkpoints 选模型", size="sm", elem_id="ft-select")
-    c["status"] = gr.Markdown(elem_id="ft-status")
+    c["status"] = gr.HTML(_status_html(jobs.status()), elem_id="ft-status")
+    # the page follows a running job by polling (also after a reload); unchanged ticks send nothing
+    c["timer"] = gr.Timer(2.0)
+    c["seen"] = gr.State("")
     with gr.Row():
         c["rules"] = gr.Dataframe(headers=RULE_COLUMNS, interactive=False, label="Cleaning report 清洗报告",
                                   elem_id="ft-rules", scale=2, max_height=420)
@@ -240,10 +244,15 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         source = values["list_file"] or (values["list_path"] or "").strip()
         if source:
             src = Path(source).expanduser()
-            if values["list_file"]:  # an upload is a temporary file: keep a copy with the experiment
+            if values["list_file"]:  # an upload is a temporary file: keep a copy with the experiment, named by
+                # its content so a different upload never overwrites the dataset an experiment was made from
+                import hashlib
+
+                data = src.read_bytes()
                 layout.data_dir.mkdir(parents=True, exist_ok=True)
-                kept = layout.data_dir / ("source" + (src.suffix or ".list"))
-                kept.write_bytes(src.read_bytes())
+                kept = layout.data_dir / f"source-{hashlib.sha256(data).hexdigest()[:12]}{src.suffix or '.list'}"
+                if not kept.is_file():
+                    kept.write_bytes(data)
                 src = kept
             if not src.is_file():
                 raise FinetuneError(f"{src}: no such .list / CSV file on this machine (check the path, or upload it)")
@@ -286,56 +295,62 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         """(status, rules, losses, exports, selection, log) for the page."""
         st = jobs.status()
         name = (name or st.experiment or "").strip()
-        lines = []
-        if st.state != "idle":
-            pct = f"{st.fraction * 100:.0f}%"
-            eta = st.eta_text()
-            lines.append(f"**{st.state}** · {html.escape(st.experiment)} · {', '.join(st.stages)} · {pct}"
-                         f"{' · ' + eta if eta else ''} · {st.elapsed:.0f} s")
-            if st.message:
-                lines.append(html.escape(st.message))
         rules, fig, exports, selection = [], None, "", []
-        if name:
-            try:
-                layout = ExperimentLayout.under(settings.experiments_dir, name)
-            except FinetuneError:
-                layout = None
-            except Exception:  # noqa: BLE001 - an invalid name typed in the box: nothing to show yet
-                layout = None
-            if layout is not None and layout.root.is_dir():
-                rules = rules_table(layout)
-                fig = loss_figure(layout)
-                if layout.experiment_json.is_file():
-                    exp = Experiment.open(settings, name)
-                    ex = exp.exports()
-                    parts = [f"**SoVITS exports:** {', '.join(Path(p).name for p in ex['sovits']) or '—'}",
-                             f"**GPT exports:** {', '.join(Path(p).name for p in ex['gpt']) or '—'}"]
-                    stages = exp.stage_records()
-                    done = [s for s in ("data", "features", "s2", "s1") if stages.get(s, {}).get("done")]
-                    parts.append(f"**stages done:** {', '.join(done) or '—'} · folder `{layout.root}`")
-                    exports = "  \n".join(parts)
-                selection = _selection_rows(layout)
-        return ("  \n".join(lines) or "No job running.", rules, fig, exports, selection, "\n".join(st.log[-40:]))
+        layout = _layout_or_none(name)
+        if layout is not None and layout.root.is_dir():
+            rules = rules_table(layout)
+            fig = loss_figure(layout)
+            if layout.experiment_json.is_file():
+                exp = Experiment.open(settings, name)
+                ex = exp.exports()
+                parts = [f"**SoVITS exports:** {', '.join(Path(p).name for p in ex['sovits']) or '—'}",
+                         f"**GPT exports:** {', '.join(Path(p).name for p in ex['gpt']) or '—'}"]
+                stages = exp.stage_records()
+                done = [s for s in ("data", "features", "s2", "s1") if stages.get(s, {}).get("done")]
+                parts.append(f"**stages done:** {', '.join(done) or '—'} · folder `{layout.root}`")
+                exports = "  \n".join(parts)
+            selection = _selection_rows(layout)
+        return (_status_html(st), rules, fig, exports, selection, "\n".join(st.log[-40:]))
+
+    def _layout_or_none(name: str):
+        if not name:
+            return None
+        try:
+            return ExperimentLayout.under(settings.experiments_dir, name)
+        except Exception:  # noqa: BLE001 - an invalid name typed in the box: nothing to show yet
+            return None
+
+    def signature(name: Optional[str]) -> str:
+        """What the page shows, in a few stat() calls: a tick re-renders only when this changes."""
+        st = jobs.status()
+        parts = [st.state, st.experiment, st.stage, f"{st.fraction:.3f}", st.message, str(len(st.log)),
+                 str(int(st.elapsed) // 10 if st.state == "running" else 0), (name or "").strip()]
+        layout = _layout_or_none((name or st.experiment or "").strip())
+        if layout is not None:
+            for path in (layout.cleaning_report_json, layout.s2_dir / "losses.csv", layout.s1_dir / "losses.csv",
+                         layout.experiment_json, layout.selection_dir):
+                try:
+                    parts.append(str(path.stat().st_mtime_ns))
+                except OSError:
+                    parts.append("-")
+        return "|".join(parts)
 
     outputs = [c[k] for k in ("status", "rules", "losses", "exports", "selection", "log")]
 
-    def follow(name: str, progress) -> Any:
-        """Yield page updates while the job runs (gr.Progress shows the bar); the job itself keeps going if the
-        browser goes away."""
-        last = 0.0
-        while True:
-            st = jobs.status()
-            progress(st.fraction, desc=st.message[:120] if st.message else st.state)
-            if st.state != "running":
-                break
-            if time.monotonic() - last > 3.0:
-                last = time.monotonic()
-                yield view(name)
+    def follow(name: str) -> Any:
+        """Wait for the job (API callers get its final state; the page itself is kept current by the timer)."""
+        while jobs.running():
             time.sleep(0.5)
-        st = jobs.status()
-        if st.state == "failed":
-            gr.Warning(f"Finetuning stopped: {st.error}"[:500])
-        yield view(name)
+        return view(name)
+
+    def tick(name: str, seen: str):
+        sig = signature(name)
+        if sig == seen:
+            return [gr.skip()] * (len(outputs) + 1)
+        return [*view(name), sig]
+
+    c["timer"].tick(tick, [c["name"], c["seen"]], outputs + [c["seen"]], show_progress="hidden",
+                    queue=False)
 
     def selection_follow_up(name: str, asr_model: Optional[str], max_sentences: Any):
         from eval.selection import select_for_experiment
@@ -349,7 +364,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
 
     def starter(stages: tuple, with_selection: bool):
         @user_errors
-        def start(*args, progress=gr.Progress()):
+        def start(*args):
             values = dict(zip(form_keys, args[:len(form_keys)]))
             asr_model, select_max = args[len(form_keys):]
             cfg = config_from_form(values)
@@ -366,7 +381,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                 cfg.asr_check = ""
             follow_up = selection_follow_up(cfg.name, asr_model, select_max) if with_selection else None
             jobs.start(cfg, stages, follow_up=follow_up, transcribe=transcribe)
-            yield from follow(cfg.name, progress)
+            return follow(cfg.name)
 
         return start
 
@@ -376,26 +391,26 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                                   ("b_features", ("features",), False, "finetune_features"),
                                   ("b_s2", ("s2",), False, "finetune_s2"),
                                   ("b_s1", ("s1",), False, "finetune_s1")):
-        c[key].click(starter(stages, sel), form + extra, outputs, api_name=api, concurrency_id="finetune")
+        # no progress overlay (the status panel shows the job); unlimited concurrency so a second click is
+        # refused at once by FinetuneJobs instead of queueing a second run behind the first
+        c[key].click(starter(stages, sel), form + extra, outputs, api_name=api, show_progress="hidden",
+                     concurrency_limit=None)
 
     @user_errors
-    def select_only(name, asr_model, select_max, progress=gr.Progress()):
+    def select_only(name, asr_model, select_max):
         name = (name or "").strip()
         exp = Experiment.open(settings, name)
         jobs.start(exp.config, (), follow_up=selection_follow_up(name, asr_model, select_max))
-        yield from follow(name, progress)
+        return follow(name)
 
     c["b_select"].click(select_only, [c["name"], c["asr_model"], c["select_max"]], outputs,
-                        api_name="finetune_select", concurrency_id="finetune")
+                        api_name="finetune_select", show_progress="hidden", concurrency_limit=None)
 
     @user_errors
-    def attach(name, progress=gr.Progress()):
-        if jobs.running():
-            yield from follow(name, progress)
-        else:
-            yield view(name)
+    def status_now(name):
+        return view(name)
 
-    c["refresh"].click(attach, c["name"], outputs, api_name="finetune_status")
+    c["refresh"].click(status_now, c["name"], outputs, api_name="finetune_status", show_progress="hidden")
 
     def cancel():
         if jobs.cancel():
@@ -424,10 +439,62 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         return [gr.update(value=upd[k]) if upd.get(k) not in (None, "") else gr.update() for k in keys] + \
             list(view(cfg.name))
 
-    c["load"].click(load, c["name"], [c[k] for k in form_keys if k not in ("name", "list_file")] + outputs,
-                    api_name="finetune_load")
+    form_outputs = [c[k] for k in form_keys if k not in ("name", "list_file")] + outputs
+    c["load"].click(load, c["name"], form_outputs, api_name="finetune_load")
+
+    def load_if_saved(name):
+        layout = _layout_or_none((name or "").strip())
+        if layout is None or not layout.experiment_json.is_file():
+            return [gr.update() for _ in form_outputs[: -len(outputs)]] + list(view(name))
+        try:
+            return load(name)
+        except gr.Error:
+            return [gr.update() for _ in form_outputs[: -len(outputs)]] + list(view(name))
     c["name"].focus(lambda cur: gr.update(choices=experiments(), value=cur), c["name"], c["name"], queue=False)
+    # picking an existing experiment shows its saved settings (a form left on defaults must not be run on it)
+    c["name"].select(load_if_saved, c["name"], form_outputs, show_progress="hidden")
+
+    def on_load():
+        names = experiments()
+        st = jobs.status()
+        current = st.experiment if st.experiment in names else (names[0] if names else None)
+        return [gr.update(choices=names, value=current), *load_if_saved(current)]
+
+    on_page_load(on_load, None, [c["name"], *form_outputs])
+
+    def asr_on_load(current):
+        models = _asr_models(settings)
+        return gr.update(choices=models, value=current if current in models else (models[0] if models else None))
+
+    on_page_load(asr_on_load, [c["asr_model"]], [c["asr_model"]])
     return c
+
+
+_STATE_LABELS = {"idle": "空闲 idle", "running": "运行中 running", "done": "完成 done", "cancelled": "已取消 cancelled",
+                 "failed": "失败 failed"}
+_STAGE_LABELS = {"data": "data 数据", "features": "features 特征", "s2": "SoVITS training", "s1": "GPT training",
+                 "select": "selection 选模型"}
+
+
+def _status_html(st) -> str:
+    """The job as a readable panel: state, stage k of n, one progress bar, the stage's own message (which carries
+    the trainer's ETA), elapsed time; the error in red."""
+    if st.state == "idle":
+        return '<div class="ft-status" data-state="idle">No job running.</div>'
+    pct = max(0.0, min(1.0, st.fraction)) * 100
+    stage = ""
+    if st.stage_number:
+        stage = f" · stage {st.stage_number}/{len(st.stages)}: {_STAGE_LABELS.get(st.stage, st.stage)}"
+    elapsed = int(st.elapsed)
+    head = (f"<b>{_STATE_LABELS.get(st.state, st.state)}</b> · {html.escape(st.experiment)}{html.escape(stage)}"
+            f" · {pct:.0f}% · elapsed {elapsed // 60}:{elapsed % 60:02d}")
+    color = {"failed": "#c0392b", "cancelled": "#b7950b", "done": "#1e8449"}.get(st.state, "#2e86c1")
+    bar = (f'<div style="background:#e5e8e8;border-radius:4px;height:10px;margin:6px 0">'
+           f'<div style="width:{pct:.1f}%;background:{color};height:10px;border-radius:4px"></div></div>')
+    msg = f'<div style="font-family:monospace;font-size:0.9em">{html.escape(st.message)}</div>' if st.message else ""
+    err = (f'<div style="color:#c0392b;font-weight:bold;margin-top:4px">{html.escape(st.error)}</div>'
+           if st.state == "failed" and st.error else "")
+    return f'<div class="ft-status" data-state="{st.state}">{head}{bar}{msg}{err}</div>'
 
 
 def _selection_rows(layout) -> list[list[Any]]:

@@ -9,7 +9,7 @@ import gradio as gr
 
 from eval import listening as L
 
-from .common import user_errors
+from .common import on_page_load, user_errors
 
 KIND_CHOICES = [("MOS (naturalness)", "mos"), ("SMOS (similarity)", "smos"), ("A/B preference", "ab"),
                 ("CMOS (-3..+3)", "cmos")]
@@ -111,6 +111,7 @@ def _wire(settings, c: dict[str, Any]) -> None:
         return gr.update(choices=runs, value=current if current else (runs[0] if runs else None))
 
     c["refresh"].click(refresh, c["run_dir"], c["run_dir"], api_name="listening_refresh_runs")
+    on_page_load(refresh, [c["run_dir"]], [c["run_dir"]])
 
     @user_errors
     def start(run_dir, kind, name, systems, rater):

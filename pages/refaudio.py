@@ -19,7 +19,7 @@ import gradio as gr
 
 from gsv_core.errors import GSVError
 
-from .common import user_errors
+from .common import on_page_load, user_errors
 from .services import LANG_LABELS, SPLIT_LABELS
 
 CLIP_COLUMNS = ["id", "category", "name", "duration", "valid", "language", "transcript", "checked", "best score",
@@ -289,6 +289,13 @@ def product_rows(products: list[dict]) -> list[list[Any]]:
              json.dumps(p["params"], ensure_ascii=False)] for p in products]
 
 
+def sweep_fields_visibility(compare: str):
+    """(values box, kpt grid row, model pickers row) visibility for a compare type: a single variable or "full"
+    takes the values box, "kpt" the grid, "models" the model pickers; "none"/"ref_audio" need none of them."""
+    values = compare not in ("none", "ref_audio", "kpt", "models")
+    return gr.update(visible=values), gr.update(visible=compare == "kpt"), gr.update(visible=compare == "models")
+
+
 def role_choices(svc) -> list[tuple[str, int]]:
     return [(f"{r['category']}/{r['name']} ({r['clips']} clips, {r['tasks']} tasks)", r["id"])
             for r in svc.list_roles()]
@@ -440,11 +447,12 @@ def build_refaudio_tab(settings: Any, services: Any) -> dict[str, Any]:
                                            elem_id="ra-compare")
                 c["values"] = gr.Textbox(value="5, 15, 30", label="values (comma-separated; JSON for full)",
                                          elem_id="ra-values")
-            with gr.Row():
+            # only the fields of the chosen compare type are shown (see sweep_fields_visibility)
+            with gr.Row(visible=False) as c["grid_row"]:
                 c["grid_k"] = gr.Textbox(value="5, 15", label="kpt grid: top_k")
                 c["grid_p"] = gr.Textbox(value="0.8, 1.0", label="kpt grid: top_p")
                 c["grid_t"] = gr.Textbox(value="0.8, 1.0", label="kpt grid: temperature")
-            with gr.Row():
+            with gr.Row(visible=False) as c["models_row"]:
                 c["gpt_values"] = gr.Dropdown(gpts, multiselect=True, label="GPT models to compare (gpt_path/models)")
                 c["sovits_values"] = gr.Dropdown(sovitss, multiselect=True,
                                                  label="SoVITS models to compare (sovits_path/models)")
@@ -612,6 +620,25 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         return (gr.update(choices=roles, value=role_id), *role_view(role_id))
 
     c["refresh"].click(refresh, c["role"], [c["role"], *role_outputs], api_name="refaudio_refresh")
+
+    def refresh_models(gpt, sovits, gpt_values, sovits_values):
+        gpts, sovitss = services.gpt_choices(), services.sovits_choices()
+        g_ok, s_ok = {v for _, v in gpts}, {v for _, v in sovitss}
+        return (gr.update(choices=gpts, value=gpt if gpt in g_ok else (gpts[0][1] if gpts else None)),
+                gr.update(choices=sovitss, value=sovits if sovits in s_ok else (sovitss[0][1] if sovitss else None)),
+                gr.update(choices=gpts, value=[v for v in (gpt_values or []) if v in g_ok]),
+                gr.update(choices=sovitss, value=[v for v in (sovits_values or []) if v in s_ok]))
+
+    def on_load(role_id, gpt, sovits, gpt_values, sovits_values):
+        try:
+            roles = refresh(role_id)
+        except gr.Error:  # the library cannot be read: the tab says so in its own actions
+            roles = [gr.skip()] * (1 + len(role_outputs))
+        return (*roles, *refresh_models(gpt, sovits, gpt_values, sovits_values))
+
+    model_keys = ("gpt", "sovits", "gpt_values", "sovits_values")
+    on_page_load(on_load, [c["role"], *(c[k] for k in model_keys)],
+                 [c["role"], *role_outputs, *(c[k] for k in model_keys)])
 
     @user_errors
     def create_role(category, name):
@@ -783,6 +810,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
 
     # -- sweep -------------------------------------------------------------------------------------------------
     c["use_selection"].click(lambda s: s, c["selected"], c["ref_ids"])
+    c["compare"].change(sweep_fields_visibility, c["compare"], [c["values"], c["grid_row"], c["models_row"]],
+                        queue=False, show_progress="hidden")
 
     def status_md(task_id: int) -> str:
         st = svc.task_status(task_id)
@@ -805,12 +834,14 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
                 break
             if time.monotonic() - last > 2.0:
                 last = time.monotonic()
-                yield status_md(task_id), task_rows(svc.list_tasks(role_id)), gr.skip(), task_id
+                yield status_md(task_id), task_rows(svc.list_tasks(role_id)), gr.skip(), task_id, gr.skip()
             time.sleep(0.3)
+        # the role's label counts its tasks and clips: refresh it with the finished task
         yield (status_md(task_id), task_rows(svc.list_tasks(role_id)),
-               gr.update(choices=task_choices(role_id), value=task_id), task_id)
+               gr.update(choices=task_choices(role_id), value=task_id), task_id,
+               gr.update(choices=role_choices(svc), value=role_id))
 
-    sweep_outputs = [c["sweep_status"], c["tasks"], c["r_task"], c["follow_id"]]
+    sweep_outputs = [c["sweep_status"], c["tasks"], c["r_task"], c["follow_id"], c["role"]]
     sweep_inputs = [c[k] for k in ("role", "task_name", "compare", "values", "grid_k", "grid_p", "grid_t",
                                    "gpt_values", "sovits_values", "gpt", "sovits", "ref_ids", "ref_categories",
                                    "aux_ids", "texts", "text_lang", "samples", "seed", "top_k", "top_p",

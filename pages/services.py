@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+from gsv_core import weights
 from gsv_core.errors import GSVError
 
-GPT_SUFFIXES = (".ckpt",)
-SOVITS_SUFFIXES = (".pth", ".pth.xz")
 
 #: split methods with the names the UI shows (upstream's cut0..cut5)
 SPLIT_LABELS = OrderedDict(
@@ -50,32 +49,6 @@ PARAM_FIELDS = ("text", "text_lang", "ref_text", "ref_lang", "split_method", "to
 
 
 # -- weight files -------------------------------------------------------------------------------------------------
-
-def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in suffixes)
-
-
-def list_weights(folders: Sequence[Path], suffixes: Sequence[str]) -> list[tuple[str, str]]:
-    """(label, absolute path) of every weight file in ``folders`` (not recursive), naturally sorted per folder.
-
-    The label is ``folder-name/file-name`` so identical file names in two folders stay distinguishable."""
-    def natural(p: Path):
-        return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            continue
-        for p in sorted((p for p in folder.iterdir() if p.is_file() and _has_suffix(p, suffixes)), key=natural):
-            key = str(p.resolve())
-            if key not in seen:
-                seen.add(key)
-                out.append((f"{folder.name}/{p.name}", key))
-    return out
-
 
 _describe_cache: dict[tuple[str, float, int], str] = {}
 
@@ -185,8 +158,13 @@ class Generated:
     def summary(self) -> str:
         r = self.result
         mode = "reference-free" if r.request is not None and r.request.ref_free else "with reference text"
-        return (f"seed {r.seed} · {r.duration:.2f} s · RTF {r.rtf:.3f} · {len(r.fragments)} fragment(s), "
+        text = (f"seed {r.seed} · {r.duration:.2f} s · RTF {r.rtf:.3f} · {len(r.fragments)} fragment(s), "
                 f"{r.tokens} tokens · {r.version}, {mode} · {r.gpt} + {r.sovits}")
+        return text + "".join(f"\n⚠ {w}" for w in self.warnings)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(getattr(self.result, "warnings", []) or [])
 
 
 @dataclass
@@ -202,6 +180,9 @@ class BatchOutcome:
         failed = [r for r in self.rows if r.get("status") != "ok"]
         if failed:
             text += "; failed: " + "; ".join(f"{r['id']}: {r.get('error', '')}" for r in failed[:5])
+        warned = [r for r in self.rows if r.get("warning")]
+        if warned:
+            text += "; ⚠ check: " + "; ".join(f"{r['id']}: {r['warning']}" for r in warned[:5])
         if self.cancelled:
             text += " (cancelled; run it again to resume)"
         return text
@@ -249,43 +230,19 @@ class Services:
     # models --------------------------------------------------------------------------------------------------
 
     def gpt_choices(self) -> list[tuple[str, str]]:
-        return list_weights(self.settings.gpt_weight_dirs, GPT_SUFFIXES)
+        return [w.choice() for w in weights.list_weights(self.settings, "GPT")]
 
     def sovits_choices(self) -> list[tuple[str, str]]:
-        return list_weights(self.settings.sovits_weight_dirs, SOVITS_SUFFIXES)
+        return [w.choice() for w in weights.list_weights(self.settings, "SoVITS")]
 
     def no_models_message(self) -> str:
-        missing = []
-        if not self.gpt_choices():
-            missing.append("GPT weights (.ckpt) in " + ", ".join(str(d) for d in self.settings.gpt_weight_dirs))
-        if not self.sovits_choices():
-            missing.append("SoVITS weights (.pth) in " + ", ".join(str(d) for d in self.settings.sovits_weight_dirs))
-        if not missing:
-            return ""
-        return ("No model files found: put " + "; and ".join(missing) + ", then press Refresh. "
-                "(Folders come from GPT_WEIGHT_DIRS / SOVITS_WEIGHT_DIRS in my_config.py.)")
+        return weights.no_models_message(self.settings)
 
     def model_roots(self) -> list[Path]:
-        """Folders model files may be read from through the app: the weight folders, the pretrained folder, the
-        RefAudio library (products imported with their models) and the folder the TTS tab unpacks product zips in."""
-        s = self.settings
-        roots = [*s.gpt_weight_dirs, *s.sovits_weight_dirs, s.pretrained_dir, Path(s.refaudio_db).parent / "library",
-                 Path(s.output_dir) / "refaudio" / "uploads"]  # product zips unpacked by the TTS tab
-        return [Path(r).expanduser().resolve() for r in roots]
+        return weights.model_roots(self.settings)
 
     def check_model_path(self, path: Any, what: str) -> str:
-        """``path`` if it is a file inside :meth:`model_roots`, else a GSVError (an API caller cannot make the app
-        read arbitrary files as checkpoints)."""
-        p = Path(str(path)).expanduser()
-        try:
-            real = p.resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise GSVError(f"{what} model {p.name or path!r} does not exist (press Refresh to update the lists)") from None
-        if not real.is_file() or not any(real.is_relative_to(r) for r in self.model_roots()):
-            raise GSVError(f"{what} model {p.name!r} is not in a weight folder: put it in "
-                           f"{', '.join(str(d) for d in (self.settings.gpt_weight_dirs if what == 'GPT' else self.settings.sovits_weight_dirs))}"
-                           " (or the pretrained folder) and press Refresh")
-        return str(p)
+        return weights.check_model_path(self.settings, path, what)
 
     def models_info(self, gpt: Optional[str], sovits: Optional[str]) -> str:
         lines = []
@@ -441,12 +398,14 @@ class Services:
         if not csv_path:
             raise GSVError("No CSV file: upload a CSV with the columns id and text (optionally ref, ref_text).")
         csv_path = Path(str(csv_path))
-        read_batch_csv(csv_path)  # a malformed file fails here, before anything is written
+        shown = csv_path.name  # an upload sits in a temporary folder; its own name is what the user knows
+        read_batch_csv(csv_path, shown)  # a malformed file fails here, before anything is written
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path(out_dir) if out_dir else Path(self.settings.output_dir) / "batch" / f"{csv_path.stem}_{stamp}"
         cancel = self.cancel_event(key)
         try:
-            results = run_batch(self.engine, base_req, csv_path, out_dir, progress=progress, cancel=cancel)
+            results = run_batch(self.engine, base_req, csv_path, out_dir, progress=progress, cancel=cancel,
+                                shown=shown)
         finally:
             with self._cancel_lock:
                 if self._cancels.get(key) is cancel:

@@ -10,7 +10,7 @@ import numpy as np
 
 from gsv_core.errors import GSVError
 
-from .common import user_errors
+from .common import on_page_load, user_errors
 
 STREAMING = shutil.which("ffmpeg") is not None
 from .services import HISTORY_COLUMNS, LANG_LABELS, SPLIT_LABELS, Services
@@ -79,15 +79,17 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
         with gr.Column(scale=1):
             c["ref_audio"] = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                       label="参考音频 Reference audio (3–10 s)", elem_id="tts-ref-audio")
-            with gr.Row():
-                c["ref_text"] = gr.Textbox(label="参考文本 Reference text (empty → reference-free, v2+)", lines=2,
-                                           scale=4, elem_id="tts-ref-text")
+            c["ref_text"] = gr.Textbox(label="参考文本 Reference text (empty → reference-free, v2+)", lines=2,
+                                       elem_id="tts-ref-text")
+            with gr.Row(equal_height=True):
                 c["ref_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value="zh",
-                                            label="Reference language", scale=2)
-            if services.asr is not None:
-                c["transcribe"] = gr.Button("Transcribe the reference with ASR 识别参考文本", size="sm")
+                                            label="Reference language", min_width=220, elem_id="tts-ref-lang")
+                if services.asr is not None:
+                    c["transcribe"] = gr.Button("Transcribe the reference with ASR 识别参考文本", size="sm",
+                                                min_width=160)
             c["aux_refs"] = gr.File(file_count="multiple", type="filepath", file_types=["audio"],
-                                    label="辅助参考 Auxiliary references (timbre averaged in; optional)", height=90)
+                                    label="辅助参考 Auxiliary references (timbre averaged in; optional)", height=130,
+                                    elem_id="tts-aux-refs")
         with gr.Column(scale=1):
             c["text"] = gr.Textbox(label="合成文本 Text to synthesise", lines=6, elem_id="tts-text",
                                    value="今天天气很好，我们去公园散步吧。")
@@ -145,7 +147,8 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
     # -- history -----------------------------------------------------------------------------------------------
     with gr.Accordion("History 历史 (last generations)", open=False):
         c["history"] = gr.Dataframe(headers=HISTORY_COLUMNS, value=_history_rows(services), interactive=False,
-                                    wrap=True, elem_id="tts-history")
+                                    wrap=True, elem_id="tts-history", max_height=360,
+                                    column_widths=["13%", "7%", "20%", "18%", "8%", "7%", "6%", "21%"])
         with gr.Row():
             c["history_pick"] = gr.Dropdown(_history_ids(services), label="entry", scale=3)
             c["replay"] = gr.Button("▶ Replay", scale=1)
@@ -236,6 +239,13 @@ def _wire_products(services: Services, c: dict[str, Any]) -> None:
         return gr.update(choices=_product_choices(services))
 
     c["product_refresh"].click(refresh_products, None, c["product"], api_name="tts_products")
+    on_page_load(refresh_products, None, [c["product"]])
+
+
+def _warn(gen: Any, prefix: str = "") -> None:
+    """A toast for a take that is probably wrong (token cap reached, implausibly long): the summary says it too."""
+    for w in gen.warnings[:3]:
+        gr.Warning(prefix + w, duration=15)
 
 
 def _history_rows(services: Services) -> list[list[Any]]:
@@ -278,6 +288,9 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
 
     c["refresh"].click(refresh, [c["gpt"], c["sovits"], c["gpt_b"], c["sovits_b"]],
                        [c["gpt"], c["sovits"], c["gpt_b"], c["sovits_b"], c["models_info"]], api_name="tts_refresh_models")
+    on_page_load(refresh, [c["gpt"], c["sovits"], c["gpt_b"], c["sovits_b"]],
+                 [c["gpt"], c["sovits"], c["gpt_b"], c["sovits_b"], c["models_info"]])
+    on_page_load(history_updates, None, [c["history"], c["history_pick"]])
 
     @user_errors
     def models_info(gpt, sovits):
@@ -293,6 +306,7 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
     def synthesize(*values, progress=gr.Progress()):
         req = make_req(*values)
         gen = services.synthesize(req, progress=_progress_cb(progress))
+        _warn(gen)
         rows, pick = history_updates()
         return gen.entry.file, gen.summary(), gen.entry.file, gen.result.seed, rows, pick
 
@@ -304,6 +318,8 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
         *base, gpt_b, sovits_b = values
         req = make_req(*base)
         a, b = services.synthesize_ab(req, gpt_b, sovits_b, progress=_progress_cb(progress))
+        _warn(a, "A: ")
+        _warn(b, "B: ")
         rows, pick = history_updates()
         return (a.entry.file, "**A** · " + a.summary(), b.entry.file, "**B** · " + b.summary(), a.result.seed, rows,
                 pick)
@@ -325,6 +341,7 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
                 yield (chunk, f"streaming… fragment {n} ready", req.seed, gr.skip(),
                        gr.skip(), gr.skip())
             else:
+                _warn(done)
                 rows, pick = history_updates()
                 yield (None if STREAMING else done.entry.file, f"streamed {n} fragment(s) · " + done.summary(), req.seed, done.entry.file, rows, pick)
 

@@ -50,12 +50,23 @@ def _draw_spectrogram(ax, wav: np.ndarray, sr: int) -> None:
     ax.set_xlabel("seconds")
 
 
+#: the widest spectrogram image written (about 10 s of 32 kHz audio at HOP); longer results are pooled in time
+MAX_SPECTROGRAM_COLUMNS = 1200
+
+
 def spectrogram_png(wav: np.ndarray, sr: int, path: Path, title: str = "") -> Path:
-    """The result's spectrogram as a plain image (low frequencies at the bottom, one pixel per frame and bin);
-    fast enough to write one per result. ``title`` goes into the PNG's metadata."""
+    """The result's spectrogram as a plain image (low frequencies at the bottom, one pixel per bin and per frame
+    up to ``MAX_SPECTROGRAM_COLUMNS`` columns; longer results take the maximum over groups of frames, so a minute of
+    audio is not squashed into a strip); fast enough to write one per result. ``title`` goes into the PNG's
+    metadata."""
     from matplotlib.image import imsave
 
     db = spectrogram_db(wav, sr, n_fft=512, hop=HOP)
+    if db.shape[1] > MAX_SPECTROGRAM_COLUMNS:  # a long result: pool frames so the picture keeps a usable shape
+        factor = int(np.ceil(db.shape[1] / MAX_SPECTROGRAM_COLUMNS))
+        cols = db.shape[1] // factor * factor
+        pooled = db[:, :cols].reshape(db.shape[0], -1, factor).max(axis=2)
+        db = pooled if cols == db.shape[1] else np.concatenate([pooled, db[:, cols:].max(axis=1, keepdims=True)], 1)
     buf = io.BytesIO()
     imsave(buf, db[::-1], cmap="magma", format="png", metadata={"Title": title} if title else None)
     return atomic_write_bytes(Path(path), buf.getvalue())

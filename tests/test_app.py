@@ -151,20 +151,24 @@ def test_batch_export_and_malformed_csv(served, tiny_assets, tmp_path):
     from gradio_client import handle_file
 
     good = tmp_path / "lines.csv"
-    good.write_text("id,text\nl1,今天天气很好。\nl2,我们去公园散步吧！\nl3,[pause=x]\n", encoding="utf-8")
+    good.write_text("id,text\nl1,今天天气很好。\nl2,我们去公园散步吧！\nl3,[pause=x]\nl4,\n", encoding="utf-8")
     info, results, zipped, table = served["client"].predict(handle_file(str(good)),
                                                             *_params(served, tiny_assets), api_name="/tts_batch")
     rows = list(csv.DictReader(open(results, encoding="utf-8")))
-    assert [r["status"] for r in rows] == ["ok", "ok", "error"] and "pause" in rows[2]["error"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error", "error"] and "pause" in rows[2]["error"]
+    assert "the text is empty" in rows[3]["error"]  # one empty row fails alone; the batch goes on
     assert all(float(r["duration_s"]) > 0 and r["seed"] == "1234" and "s1_v2" in r["gpt"] for r in rows[:2])
-    assert "2 of 3 line(s)" in info and "l3" in info
+    assert "2 of 4 line(s)" in info and "l3" in info
+    # random weights never emit EOS: every line ran into the token cap, and the summary says so
+    assert all("token cap" in r["warning"] for r in rows[:2]) and "⚠ check" in info
     import zipfile
 
     assert sorted(zipfile.ZipFile(zipped).namelist()) == ["l1.wav", "l2.wav", "results.csv"]
     bad = tmp_path / "bad.csv"
     bad.write_text("name,words\na,b\n", encoding="utf-8")
-    with pytest.raises(Exception, match="must contain the columns id and text"):
+    with pytest.raises(Exception, match="must contain the columns id and text") as err:
         served["client"].predict(handle_file(str(bad)), *_params(served, tiny_assets), api_name="/tts_batch")
+    assert "bad.csv" in str(err.value) and "gradio" not in str(err.value)  # the upload's name, not its temp path
     assert served["client"].predict(api_name="/tts_batch_cancel") == "No batch is running."
 
 
@@ -224,11 +228,35 @@ def test_no_models_present(tmp_path, parity_dir, tiny_assets):
     from pages.services import Services
 
     services = Services(app_settings(tmp_path, parity_dir, tiny_assets, with_models=False))
-    assert services.gpt_choices() == [] and "No model files found" in services.no_models_message()
+    assert services.gpt_choices() == [] and "No GPT model and no SoVITS model found" in services.no_models_message()
+    assert "python -m gsv_core.download --version" in services.no_models_message()
     from gsv_core.errors import GSVError
 
-    with pytest.raises(GSVError, match="No model files found"):
+    with pytest.raises(GSVError, match="No GPT model and no SoVITS model found"):
         services.make_request(text="你好", ref_audio=str(tiny_assets["ref"]), gpt_path=None, sovits_path=None)
+
+
+def test_downloaded_base_models_are_listed(tmp_path, parity_dir, tiny_assets):
+    """Issue 12 item 2: the base models `python -m gsv_core.download --version v2ProPlus` puts in the pretrained
+    folder appear in the model lists (zero-shot synthesis without finetuned weights), once each, after the
+    finetuned weights; the model-folder rule accepts them."""
+    from pages.services import Services
+
+    settings = app_settings(tmp_path, parity_dir, tiny_assets, with_models=False)
+    pm = Path(settings.pretrained_dir)
+    (pm / "v2Pro").mkdir(parents=True)
+    shutil.copy(parity_dir / "s1_v2.ckpt", pm / "s1v3.ckpt")  # shared by v2Pro and v2ProPlus
+    shutil.copy(parity_dir / "s2_v2ProPlus.pth.xz", pm / "v2Pro" / "s2Gv2ProPlus.pth")
+    services = Services(settings)
+    assert services.gpt_choices() == [("pretrained v2Pro/v2ProPlus · s1v3.ckpt", str((pm / "s1v3.ckpt").resolve()))]
+    assert [label for label, _ in services.sovits_choices()] == ["pretrained v2ProPlus · s2Gv2ProPlus.pth"]
+    assert services.no_models_message() == ""
+    shutil.copy(parity_dir / "s2_v2.pth.xz", Path(settings.sovits_weight_dirs[0]) / "voice.pth")
+    labels = [label for label, _ in services.sovits_choices()]
+    assert labels == ["sovits/voice.pth", "pretrained v2ProPlus · s2Gv2ProPlus.pth"]
+    req = services.make_request(text="你好。", ref_audio=str(tiny_assets["ref"]), ref_text="参考。",
+                                gpt_path=services.gpt_choices()[0][1], sovits_path=services.sovits_choices()[1][1])
+    assert req.sovits_path.endswith("s2Gv2ProPlus.pth")
 
 
 def test_app_builds_every_tab(served):
@@ -249,12 +277,12 @@ def test_model_paths_outside_the_weight_folders_are_refused(served, tiny_assets,
     good_sovits = services.sovits_choices()[0][1]
     outside = str(parity_dir / "s1_v2.ckpt")  # a real checkpoint, but not in a weight folder
     for gpt, sovits in ((outside, good_sovits), (good_gpt, "/etc/passwd"), (good_gpt, "../../etc/passwd")):
-        with pytest.raises(GSVError, match="weight folder|does not exist"):
+        with pytest.raises(GSVError, match="is not one of the listed models"):
             services.make_request(text="你好。", ref_audio=str(tiny_assets["ref"]), ref_text="参考。", gpt_path=gpt,
                                   sovits_path=sovits)
     services.make_request(text="你好。", ref_audio=str(tiny_assets["ref"]), ref_text="参考。", gpt_path=good_gpt,
                           sovits_path=good_sovits)
     # through the HTTP API too (gradio's own choice check or ours): a readable error, and the app keeps serving
-    with pytest.raises(Exception, match="weight folder|not in the list of choices"):
+    with pytest.raises(Exception, match="listed models|not in the list of choices"):
         served["client"].predict(*_params(served, tiny_assets, gpt=outside), api_name="/tts")
     assert services.gpt_choices()

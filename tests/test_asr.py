@@ -451,6 +451,41 @@ def test_tab_transcribe_edit_save_and_load(asr_app, audio_dir, tiny_whisper, mon
     assert "Loaded 2 lines" in status and table["data"][0][3] == "第一句。"
 
 
+def test_tab_uploads_are_kept_and_named(asr_app, audio_dir, tiny_whisper, monkeypatch):
+    """Issue 12 item 6: a .list made from uploaded files points at copies that stay (not Gradio's temporary
+    files) and names a speaker a person would (not the upload's hash folder)."""
+    from gradio_client import handle_file
+
+    client, st = asr_app
+    _fast_model_options(monkeypatch)
+    ups = [handle_file(str(audio_dir / "alice" / "A.wav")), handle_file(str(audio_dir / "alice" / "b.wav"))]
+    table, status = client.predict(str(tiny_whisper), "zh", False, 1, "cpu", "int8", False, "keep", "", ups, "",
+                                   api_name="/asr_transcribe")
+    assert status.startswith("2/2"), status
+    data = [list(r) for r in table["data"]]
+    kept_root = (st.output_dir / "asr" / "audio").resolve()
+    for row in data:
+        assert Path(row[0]).is_file() and Path(row[0]).resolve().is_relative_to(kept_root), row
+        assert "gradio" not in row[0]
+    assert {r[1] for r in data} == {"upload"}  # A.wav + b.wav share no name prefix
+    files, _ = client.predict({"headers": asr.TABLE_HEADERS, "data": data}, "ups", "zh", "", api_name="/asr_save_list")
+    line = (st.output_dir / "asr" / "ups.list").read_text(encoding="utf-8").splitlines()[0]
+    assert line.startswith(str(kept_root)) and "|upload|ZH|" in line
+
+
+def test_keep_uploads_names_and_clashes(tmp_path):
+    a, b = tmp_path / "x" / "alice_01.wav", tmp_path / "y" / "alice_01.wav"
+    for p, data in ((a, b"one"), (b, b"two")):
+        p.parent.mkdir(parents=True)
+        p.write_bytes(data)
+    kept = asr.keep_uploads([a, b], tmp_path / "kept")
+    assert [p.name for p in kept] == ["alice_01.wav", "alice_01-2.wav"] and kept[0].parent.name == "alice"
+    assert [p.read_bytes() for p in kept] == [b"one", b"two"]
+    again = asr.keep_uploads([a], tmp_path / "kept")  # same content: reused, not copied a third time
+    assert again == [kept[0]] and len(list(kept[0].parent.iterdir())) == 2
+    assert asr.keep_uploads([a], tmp_path / "kept", speaker="Bob")[0].parent.name == "Bob"
+
+
 def test_tab_cancel_reaches_the_running_job(asr_app, audio_dir, tiny_whisper, monkeypatch):
     import time
 

@@ -149,10 +149,10 @@ def test_no_models_present(browser, tmp_path, parity_dir, tiny_assets):
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app.local_url, wait_until="load")
-        page.locator("#tts-models-info").get_by_text("No model files found").wait_for()
+        page.locator("#tts-models-info").get_by_text("No GPT model and no SoVITS model found").wait_for()
         _upload_ref(page, tiny_assets["ref"])
         page.locator("#tts-go").click()
-        _error_shown(page, "No model files found")
+        _error_shown(page, "No GPT model and no SoVITS model found")
         page.screenshot(path=str(SHOTS / "tts_no_models.png"), full_page=True)
         assert _alive(app.local_url)
         page.close()

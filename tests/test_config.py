@@ -46,3 +46,31 @@ def test_unknown_name_in_my_config(tmp_path):
 def test_settings_is_frozen():
     with pytest.raises(Exception):
         Settings().port = 1  # type: ignore[misc]
+
+
+def test_pretrained_dir_alone_moves_every_feature_model(tmp_path):
+    """Issue 12 item 3: PRETRAINED_DIR points at an existing GPT-SoVITS pretrained_models folder and BERT, HuBERT,
+    the SV model, G2PW and the Whisper folder follow it; a setting of its own still wins."""
+    my = tmp_path / "my_config.py"
+    my.write_text('PRETRAINED_DIR = "/gsv/pretrained_models"\nHUBERT_DIR = "/elsewhere/hubert"\n', encoding="utf-8")
+    s = load_settings(environ={"GSV_HOME": str(tmp_path)}, my_config=my)
+    base = Path("/gsv/pretrained_models")
+    assert s.bert_dir == base / "chinese-roberta-wwm-ext-large"
+    assert s.sv_path == base / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt"
+    assert (s.g2pw_dir, s.whisper_dir) == (base / "G2PWModel", base / "faster-whisper")
+    assert s.hubert_dir == Path("/elsewhere/hubert")
+    env = load_settings(environ={"GSV_HOME": str(tmp_path), "GSV_PRETRAINED_DIR": "models"}, my_config=tmp_path / "x.py")
+    assert env.bert_dir == tmp_path / "models" / "chinese-roberta-wwm-ext-large"
+
+
+def test_missing_feature_model_names_real_settings(tmp_path):
+    from gsv_core.engine import ModelRegistry
+    from gsv_core.errors import GSVError
+
+    s = load_settings(environ={"GSV_HOME": str(tmp_path)}, my_config=tmp_path / "x.py")
+    registry = ModelRegistry(s, device="cpu", precision="fp32")
+    with pytest.raises(GSVError) as err:
+        registry.speaker()
+    assert "SV_PATH" in str(err.value) and "PRETRAINED_DIR" in str(err.value) and "SV_DIR" not in str(err.value)
+    with pytest.raises(GSVError, match="BERT_DIR"):
+        registry.bert()

@@ -218,3 +218,15 @@ def test_bf16_engine_with_int8_gpt(tmp_path, parity_dir, tiny_assets):
     assert engine.registry.dtype == torch.bfloat16
     assert result.audio.dtype == np.float32 and np.isfinite(result.audio).all() and result.audio.std() > 0
     assert len(result.audio) == sum(2 * f.tokens * 640 + int(32000 * f.pause_after) for f in result.fragments)
+
+
+def test_token_cap_is_reported_per_fragment(env):
+    """Issue 12 item 9: a fragment that ran into the token cap (instead of ending on EOS) is flagged in the
+    result, so the TTS tab, the batch CSV and the CLI can warn about likely repetition/babble."""
+    result = env["engine"].synthesize(_request(env))
+    assert result.fragments
+    for frag in result.fragments:
+        assert frag.hit_limit == (frag.tokens == TOKENS)  # max_tokens=N stops a row at N tokens
+    capped = [f for f in result.fragments if f.hit_limit]
+    assert len(result.warnings) == len(capped)
+    assert all("token cap" in w for w in result.warnings)

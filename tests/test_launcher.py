@@ -34,6 +34,27 @@ def test_choose_port_falls_back_or_explains():
         s.close()
 
 
+def test_port_with_lingering_connections_is_free_again():
+    """Issue 12 item 8: after a restart the port's old connections sit in TIME_WAIT; the same port must be reused
+    (the server binds with SO_REUSEADDR), not the next one."""
+    from main_launcher import port_is_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection stays in TIME_WAIT
+    client.recv(1)
+    client.close()
+    assert not port_is_free("127.0.0.1", port)  # still listening
+    server.close()
+    assert port_is_free("127.0.0.1", port)
+    assert choose_port("127.0.0.1", port, fallback=True) == port
+
+
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 90) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:

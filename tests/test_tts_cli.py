@@ -39,12 +39,15 @@ def test_single_utterance(cli, tmp_path, capsys):
 
 def test_batch_csv_and_resume(cli, tmp_path, capsys):
     lines = tmp_path / "lines.csv"
-    lines.write_text("id,text,speed\na1,今天天气很好。,\na2,我们去公园散步吧！,1.2\nbad,。。。,\n", encoding="utf-8")
+    lines.write_text("id,text,speed\na1,今天天气很好。,\na2,我们去公园散步吧！,1.2\nbad,。。。,\nnone,,\n",
+                     encoding="utf-8")
     out = tmp_path / "batch"
-    assert tts.main([*cli, "--csv", str(lines), "--out-dir", str(out)]) == 1  # one row cannot be read aloud
+    assert tts.main([*cli, "--csv", str(lines), "--out-dir", str(out)]) == 1  # rows that cannot be read aloud
     rows = {r["id"]: r for r in csv.DictReader(open(out / "results.csv", encoding="utf-8"))}
     assert rows["a1"]["status"] == "ok" and rows["a2"]["status"] == "ok" and rows["bad"]["status"] == "error"
     assert rows["bad"]["error"] and (out / "a1.wav").exists() and (out / "a2.wav").exists()
+    # issue 12 item 9: an empty text is one failed row (with its line), not a refusal of the whole CSV
+    assert rows["none"]["status"] == "error" and "line 5: the text is empty" in rows["none"]["error"]
     stamp = (out / "a1.wav").stat().st_mtime_ns
     assert "bad" in capsys.readouterr().err
     assert tts.main([*cli, "--csv", str(lines), "--out-dir", str(out)]) == 1
@@ -54,7 +57,7 @@ def test_batch_csv_and_resume(cli, tmp_path, capsys):
 @pytest.mark.parametrize(
     "content,match",
     [("text\n你好。\n", "id and text"), ("id,text\nx,你好。\nx,再见。\n", "duplicate id"),
-     ("id,text\n../up,你好。\n", "file name"), ("id,text\nx,\n", "empty text"), ("id,text\n", "no rows")],
+     ("id,text\n../up,你好。\n", "file name"), ("id,text\n", "no rows")],
 )
 def test_malformed_csv_lists_bad_rows(cli, tmp_path, capsys, content, match):
     lines = tmp_path / "bad.csv"

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import GSVError
 from ..loading import check_pairing
-from ..models.s1 import fixed_length_hook
+from ..models.s1 import MAX_DECODE_STEPS, fixed_length_hook
 from ..models.sampling import SamplingParams
 from .reference import SOVITS_RATE, ReferenceCache
 from .registry import ModelRegistry
@@ -47,6 +47,7 @@ class _Fragment:
     pause_after: float
     tokens: Optional[torch.Tensor] = None
     audio: Optional[np.ndarray] = None
+    hit_limit: bool = False
 
 
 @dataclass
@@ -250,6 +251,8 @@ class TTSEngine:
         elapsed = time.perf_counter() - t0
         for (job, frag), tok in zip(batch, tokens):
             frag.tokens = tok
+            # a row that ends on EOS has at most `limit` tokens; the caps leave limit + 1 (or the step maximum)
+            frag.hit_limit = hook is None and (int(tok.numel()) > limit or int(tok.numel()) >= MAX_DECODE_STEPS)
             job.timings["s1"] += elapsed * len(frag.unit.ids) / max(1, sum(len(f.unit.ids) for _, f in batch))
 
     # -- SoVITS ------------------------------------------------------------------------------------------------
@@ -270,7 +273,7 @@ class TTSEngine:
 
     def _fragment_info(self, frag: _Fragment) -> FragmentInfo:
         return FragmentInfo(frag.text, frag.unit.norm_text, len(frag.unit.ids), int(frag.tokens.numel()), frag.seed,
-                            len(frag.audio) / SOVITS_RATE, frag.pause_after)
+                            len(frag.audio) / SOVITS_RATE, frag.pause_after, frag.hit_limit)
 
     def _finish(self, job: _Job) -> SynthesisResult:
         t0 = time.perf_counter()

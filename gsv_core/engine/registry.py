@@ -27,6 +27,10 @@ def module_bytes(obj: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+#: the my_config.py setting that says where each feature model is
+_SETTING_NAMES = {"bert": "BERT_DIR", "hubert": "HUBERT_DIR", "sv": "SV_PATH"}
+
+
 @dataclass
 class Entry:
     value: Any
@@ -136,7 +140,8 @@ class ModelRegistry:
         if not p.exists():
             raise GSVError(
                 f"The {kind} model is missing: {p} does not exist. Run `python -m gsv_core.download {download_item}` "
-                f"or point {kind.upper()}_DIR/SV_PATH in my_config.py at your copy."
+                f"or point {_SETTING_NAMES[kind]} (or PRETRAINED_DIR, the folder holding all pretrained models) in "
+                f"my_config.py at your copy."
             )
         return self._get(kind, p, lambda: (load(p, self.device, self.dtype), None)).value
 

@@ -89,6 +89,11 @@ class SynthesisRequest:
         return not self.ref_text.strip()
 
 
+#: a fragment slower than this many phones per second of speech is flagged as likely repetition/babble (normal
+#: speech runs at about 8-15 phones per second)
+MIN_PHONES_PER_SECOND = 2.0
+
+
 @dataclass
 class FragmentInfo:
     text: str
@@ -98,6 +103,19 @@ class FragmentInfo:
     seed: int
     seconds: float
     pause_after: float
+    hit_limit: bool = False  # the GPT stopped at the token cap instead of an end-of-speech token
+
+    @property
+    def warning(self) -> str:
+        """Why this fragment's audio is probably not what its text says ('' when nothing looks wrong)."""
+        shown = self.text if len(self.text) <= 20 else self.text[:20] + "…"
+        if self.hit_limit:
+            return (f"{shown!r} reached the token cap ({self.tokens} tokens, {self.seconds:.1f} s) without ending: "
+                    "likely repetition or babble; try another seed or lower max tokens")
+        if self.seconds > 1.5 and self.seconds > (self.phones / MIN_PHONES_PER_SECOND) + 1.0:
+            return (f"{shown!r} lasts {self.seconds:.1f} s for {self.phones} phones: unusually slow, likely "
+                    "repetition; try another seed")
+        return ""
 
 
 @dataclass
@@ -129,6 +147,11 @@ class SynthesisResult:
     @property
     def tokens(self) -> int:
         return sum(f.tokens for f in self.fragments)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Fragments whose audio is probably wrong (token cap reached, implausibly long), one line each."""
+        return [f"fragment {i + 1}: {f.warning}" for i, f in enumerate(self.fragments) if f.warning]
 
     def int16(self) -> np.ndarray:
         from ..audio import to_int16

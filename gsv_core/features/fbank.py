@@ -15,12 +15,13 @@ import math
 import torch
 from torch import Tensor
 
+from gsv_core.constants import ConstantCache
 from gsv_core.errors import AudioError
 
 # Kaldi floors both the log energy and the log mel energies at std::numeric_limits<float>::epsilon().
 FLOAT_EPS = float(torch.finfo(torch.float32).eps)
 
-_mel_bank_cache: dict[tuple, Tensor] = {}
+_mel_bank_cache = ConstantCache("kaldi mel banks")
 
 
 def mel_scale(freq_hz: Tensor | float) -> Tensor | float:
@@ -60,9 +61,11 @@ def mel_banks(
     Cached per (bins, FFT size, rate, band edges, device, dtype): the speaker encoder calls this per utterance.
     """
     key = (num_bins, fft_size, float(sample_frequency), float(low_freq), float(high_freq), str(device), dtype)
-    cached = _mel_bank_cache.get(key)
-    if cached is not None:
-        return cached
+    return _mel_bank_cache.get(key, lambda: _mel_banks(num_bins, fft_size, sample_frequency, low_freq, high_freq,
+                                                       device, dtype))
+
+
+def _mel_banks(num_bins, fft_size, sample_frequency, low_freq, high_freq, device, dtype) -> Tensor:
     nyquist = 0.5 * sample_frequency
     high = high_freq + nyquist if high_freq <= 0.0 else high_freq
     if num_bins < 3 or not (0.0 <= low_freq < high <= nyquist):
@@ -76,9 +79,7 @@ def mel_banks(
     rising = (bin_mel - left) / (center - left)
     falling = (right - bin_mel) / (right - center)
     banks = torch.clamp(torch.minimum(rising, falling), min=0.0)
-    banks = torch.nn.functional.pad(banks, (0, 1)).to(device=device, dtype=dtype)
-    _mel_bank_cache[key] = banks
-    return banks
+    return torch.nn.functional.pad(banks, (0, 1)).to(device=device, dtype=dtype)
 
 
 def _frame_indices(num_samples: int, size: int, shift: int, snip_edges: bool) -> Tensor:

@@ -11,15 +11,15 @@ import math
 import numpy as np
 import torch
 
-_WINDOWS: dict[tuple, torch.Tensor] = {}
-_MEL_BASES: dict[tuple, torch.Tensor] = {}
+from ..constants import ConstantCache
+
+_WINDOWS = ConstantCache("hann windows")
+_MEL_BASES = ConstantCache("mel filterbanks")
 
 
 def _hann(win: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    key = (win, device, dtype)
-    if key not in _WINDOWS:
-        _WINDOWS[key] = torch.hann_window(win, periodic=True, device=device, dtype=dtype)
-    return _WINDOWS[key]
+    return _WINDOWS.get((win, str(device), dtype),
+                        lambda: torch.hann_window(win, periodic=True, device=device, dtype=dtype))
 
 
 def linear_spectrogram(wav: torch.Tensor, n_fft: int = 2048, hop: int = 640, win: int = 2048) -> torch.Tensor:
@@ -84,11 +84,10 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: fl
 def spec_to_mel(spec: torch.Tensor, n_fft: int = 2048, num_mels: int = 128, sr: int = 32000, fmin: float = 0.0,
                 fmax: float | None = None) -> torch.Tensor:
     """Magnitude spectrogram [B, n_fft // 2 + 1, T] -> log mel [B, num_mels, T] (log of max(mel, 1e-5))."""
-    key = (sr, n_fft, num_mels, fmin, fmax, spec.device, spec.dtype)
-    if key not in _MEL_BASES:
-        basis = mel_filterbank(sr, n_fft, num_mels, fmin, fmax)
-        _MEL_BASES[key] = torch.from_numpy(basis).to(device=spec.device, dtype=spec.dtype)
-    return torch.log(torch.clamp(_MEL_BASES[key] @ spec, min=1e-5))
+    key = (sr, n_fft, num_mels, fmin, fmax, str(spec.device), spec.dtype)
+    basis = _MEL_BASES.get(key, lambda: torch.from_numpy(mel_filterbank(sr, n_fft, num_mels, fmin, fmax)).to(
+        device=spec.device, dtype=spec.dtype))
+    return torch.log(torch.clamp(basis @ spec, min=1e-5))
 
 
 def mel_spectrogram(wav: torch.Tensor, n_fft: int = 2048, num_mels: int = 128, sr: int = 32000, hop: int = 640,

@@ -14,7 +14,6 @@ from typing import Any, Callable, Optional
 
 from gsv_core.errors import GSVError
 
-from .common import Eta
 from .pipeline import Experiment, FinetuneConfig, describe
 
 FollowUp = Callable[[Callable[[float, str], None], threading.Event], Any]
@@ -29,7 +28,8 @@ class JobStatus:
     state: str = "idle"  # idle | running | done | cancelled | failed
     experiment: str = ""
     stages: tuple = ()
-    fraction: float = 0.0
+    fraction: float = 0.0  # of the whole job
+    stage: str = ""  # the stage running now (data, features, s2, s1, select)
     message: str = ""
     error: str = ""
     started: float = 0.0
@@ -43,10 +43,10 @@ class JobStatus:
             return 0.0
         return (self.finished or time.time()) - self.started
 
-    def eta_text(self) -> str:
-        if self.state != "running" or self.fraction <= 0.01:
-            return ""
-        return Eta.format(self.elapsed * (1 - self.fraction) / self.fraction)
+    @property
+    def stage_number(self) -> int:
+        """1-based position of the running stage among the job's stages (0 when unknown)."""
+        return self.stages.index(self.stage) + 1 if self.stage in self.stages else 0
 
 
 class FinetuneJobs:
@@ -70,12 +70,12 @@ class FinetuneJobs:
             if self.running():
                 raise JobBusyError(f"a finetuning job ({self._status.experiment}: {', '.join(self._status.stages)}) "
                                    "is still running; cancel it or wait until it finishes")
+            exp = Experiment(self.settings, config)  # refuses settings that would repurpose a saved experiment
             self._cancel = threading.Event()
             self._log.clear()
             names = tuple(stages) + ((follow_up_name,) if follow_up is not None else ())
             self._status = JobStatus(state="running", experiment=config.name, stages=names, started=time.time(),
                                      message="starting")
-            exp = Experiment(self.settings, config)
             exp.save()  # the experiment exists (and its settings are kept) from the first click
             self._thread = threading.Thread(target=self._run, args=(exp, tuple(stages), follow_up, transcribe),
                                             name=f"finetune-{config.name}", daemon=True)
@@ -106,9 +106,14 @@ class FinetuneJobs:
         self._log.append(time.strftime("%H:%M:%S ") + str(message))
 
     def _progress(self, frac: float, message: str) -> None:
+        stage = ""
+        if message.startswith("[") and "]" in message:  # "[s2] epoch 1/8 ..." from Experiment.run / the follow-up
+            stage, message = message[1:message.index("]")], message[message.index("]") + 1:].strip()
         with self._lock:
             self._status.fraction = max(0.0, min(1.0, float(frac)))
             self._status.message = message
+            if stage:
+                self._status.stage = stage
 
     def _run(self, exp: Experiment, stages: tuple, follow_up: Optional[FollowUp], transcribe=None) -> None:
         share = 0.85 if follow_up is not None else 1.0

@@ -97,6 +97,20 @@ def _dataclass_kwargs(cls, values: Mapping[str, Any], what: str) -> dict:
     return out
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two dataset paths name the same dataset (same file, or byte-identical copies: an upload kept in the
+    experiment folder is a copy of the file the user picked)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.resolve() == pb.resolve():
+            return True
+        if pa.is_file() and pb.is_file():
+            return pa.stat().st_size == pb.stat().st_size and pa.read_bytes() == pb.read_bytes()
+    except OSError:
+        pass
+    return False
+
+
 def describe(stage: str, result: Any) -> str:
     """One line about a stage's result for the CLI and the job log."""
     if getattr(result, "cancelled", False):
@@ -122,6 +136,31 @@ class Experiment:
         self.settings = settings
         self.config = config.validate()
         self.layout = ExperimentLayout.under(settings.experiments_dir, config.name)
+        self._check_against_saved()
+
+    def _check_against_saved(self) -> None:
+        """Refuse settings that would silently repurpose an existing experiment: its features and training
+        states belong to the version and dataset they were made from (a form left on its defaults after a restart
+        must not rewrite them)."""
+        saved = self._record().get("config")
+        if not saved:
+            return
+        stages = self.stage_records()
+        trained = any(p.is_file() for p in (self.layout.s2_dir / "state_latest.pt", self.layout.s1_dir / "state_latest.pt"))
+        featured = bool(stages.get("features")) or trained or (self.layout.name2semantic.is_file())
+        name = self.config.name
+        old_version, new_version = saved.get("version"), self.config.version
+        if old_version and new_version != old_version and featured:
+            raise FinetuneError(
+                f"experiment {name!r} was prepared for {old_version}: its features and training state belong to that "
+                f"version. Choose {old_version} (press 'Load saved settings'), or use a new experiment name for "
+                f"{new_version}.")
+        old_source, new_source = saved.get("source") or "", self.config.source or ""
+        if old_source and new_source and not _same_file(old_source, new_source) and featured:
+            raise FinetuneError(
+                f"experiment {name!r} was made from {Path(old_source).name}; its features and training state come "
+                f"from that dataset. Keep it (press 'Load saved settings'), or use a new experiment name for "
+                f"{Path(new_source).name}.")
 
     # -- persistence ---------------------------------------------------------------------------------------------
     @classmethod
