@@ -13,10 +13,10 @@ Definitions (the numbers are module constants so reports can quote them):
 - **clipping**: fraction of samples with ``|x| >= CLIP_LEVEL`` (0.999 of full scale).
 - **speaking rate**: characters of the scoring-normalised text (:func:`eval.metrics.normalize_text`, spaces not
   counted) per second of active span.
-- **F0**: YIN (de Cheveigné & Kawahara 2002) in numpy on the 16 kHz signal: cumulative-mean-normalised
-  difference function, absolute threshold ``YIN_THRESHOLD`` (0.15), parabolic interpolation, 50-600 Hz. A frame
-  is voiced when the dip is below the threshold and the frame is not silent. ``f0_mean``/``f0_std`` are over voiced
-  frames, in Hz (NaN when nothing is voiced).
+- **F0**: librosa pYIN refined by YIN on the 16 kHz signal, 50-600 Hz, one frame per 10 ms
+  (:func:`eval.prosody.analyze_prosody`, which also has the F0/energy comparison with a reference); silent frames
+  are unvoiced. ``f0_mean``/``f0_std`` are over voiced frames, in Hz (NaN when nothing is voiced). The numpy YIN of
+  :mod:`gsv_core.signal` (fast, no numba) stays the finetuning data stage's voicing check: ``yin_f0_contour``.
 - **expected duration** of a text: each CJK character (and each digit, read as one syllable) takes 1/4.5 s at
   the typical rate, each Latin letter 1/14 s. Normal speech lies within ``ZH_CHARS_PER_S`` (2.5-8 CJK chars/s)
   and ``EN_LETTERS_PER_S`` (7-25 letters/s); the bounds give a shortest and longest plausible duration, widened
@@ -36,8 +36,10 @@ import numpy as np
 
 from gsv_core.errors import AudioError
 from gsv_core.signal import (EPS as _EPS, F0_MAX_HZ, F0_MIN_HZ, F0_SR, FRAME_S, HOP_S, SILENCE_DB,  # noqa: F401
-                              SILENCE_REL_DB, YIN_THRESHOLD, f0_contour, frame_rms_db, silent_frames)
+                              SILENCE_REL_DB, YIN_THRESHOLD, frame_rms_db, silent_frames)
 from gsv_core.signal import as_mono as _mono, frame_view as _frames, yin_frames as _yin_frames  # noqa: F401
+from gsv_core.signal import f0_contour as yin_f0_contour  # noqa: F401  (numpy YIN, as the finetuning stage uses)
+from eval.prosody import analyze_prosody, f0_contour, pause_stats  # noqa: F401  (pYIN-based F0 for eval)
 
 CLIP_LEVEL = 0.999
 #: (slowest, typical, fastest) speaking rates used for the duration a text predicts
@@ -53,8 +55,10 @@ def text_units(text: str) -> tuple[int, int]:
     """(CJK characters + digits, Latin letters) of the scoring-normalised text."""
     from eval.metrics import normalize_text
 
+    from eval.metrics import CJK_CHARS
+
     norm = normalize_text(text).replace(" ", "")
-    syllables = len(re.findall(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff0-9]", norm))
+    syllables = len(re.findall(f"[{CJK_CHARS}0-9]", norm))
     return syllables, len(norm) - syllables
 
 
@@ -99,8 +103,10 @@ def _asr_ratio(text: str, asr_text: str, lang: str | None) -> tuple[float | None
     return hyp_n / ref_n, ref_n, hyp_n
 
 
-def analyze(wav: Any, sr: int, text: str, asr_text: str | None = None, lang: str | None = "auto") -> AudioMetrics:
-    """All signal metrics of one utterance (see the module docstring for every definition)."""
+def analyze(wav: Any, sr: int, text: str, asr_text: str | None = None, lang: str | None = "auto",
+            track=None) -> AudioMetrics:
+    """All signal metrics of one utterance (see the module docstring for every definition). ``track``: the
+    utterance's :class:`eval.prosody.ProsodyTrack` when already computed (its F0 is reused)."""
     x = _mono(wav)
     sr = int(sr)
     if sr <= 0:
@@ -115,7 +121,7 @@ def analyze(wav: Any, sr: int, text: str, asr_text: str | None = None, lang: str
         energy_mean, energy_std = float(energy.mean()), float(energy.std())
     else:
         active, energy_mean, energy_std = 0.0, float("nan"), float("nan")
-    _, f0 = f0_contour(x, sr)
+    f0 = (track if track is not None else analyze_prosody(x, sr)).f0_hz
     voiced = f0[np.isfinite(f0)]
     f0_mean = float(voiced.mean()) if voiced.size else float("nan")
     f0_std = float(voiced.std()) if voiced.size else float("nan")
@@ -145,29 +151,27 @@ def analyze(wav: Any, sr: int, text: str, asr_text: str | None = None, lang: str
 
 
 # ------------------------------------------------------------------------------------------------ speaker similarity
+# eval.similarity has the scorers (ERes2NetV2 192-d verification embedding by default, forward3, WavLM-SV). These
+# three functions keep their old behaviour by default (kind="forward3") because refaudio caches their vectors.
 
-def speaker_embedding(encoder, wav: Any, sr: int):
-    """The speaker vector (``SpeakerEncoder.forward``, i.e. ERes2NetV2 ``forward3``) of a waveform at any rate,
-    as a 1-D float32 tensor. Compute the reference's once and reuse it with :func:`embedding_similarity`."""
-    import torch
+def speaker_embedding(encoder, wav: Any, sr: int, kind: str = "forward3"):
+    """A speaker vector of a waveform at any rate, as a 1-D float32 tensor: ``kind="forward3"`` (default, the
+    20480-d SoVITS conditioning vector, ``SpeakerEncoder.forward``) or ``"segment"`` (the 192-d verification
+    embedding, what :class:`eval.similarity.ERes2NetScorer` uses). Compute the reference's once and reuse it with
+    :func:`embedding_similarity`."""
+    from eval.similarity import ERes2NetScorer
 
-    from gsv_core.audio import resample
-    from gsv_core.features.speaker import SAMPLE_RATE
-
-    x = _mono(wav, "speaker similarity input")
-    x16 = resample(x, int(sr), SAMPLE_RATE) if int(sr) != SAMPLE_RATE else x
-    if x16.size < SAMPLE_RATE // 10:
-        raise AudioError(f"speaker similarity needs at least 0.1 s of audio, got {x16.size / SAMPLE_RATE:.3f} s")
-    return encoder(torch.from_numpy(np.ascontiguousarray(x16)))[0].float().cpu()
+    return ERes2NetScorer(encoder, kind).embed(wav, sr)
 
 
 def embedding_similarity(emb_a, emb_b) -> float:
     """Cosine similarity of two speaker vectors, as a float."""
-    from gsv_core.features.speaker import cosine_similarity
+    from eval.similarity import cosine
 
-    return float(cosine_similarity(emb_a, emb_b))
+    return cosine(emb_a, emb_b)
 
 
-def speaker_similarity(encoder, wav_a: Any, sr_a: int, wav_b: Any, sr_b: int) -> float:
-    """Cosine similarity of the speaker vectors of two waveforms (each resampled to 16 kHz)."""
-    return embedding_similarity(speaker_embedding(encoder, wav_a, sr_a), speaker_embedding(encoder, wav_b, sr_b))
+def speaker_similarity(encoder, wav_a: Any, sr_a: int, wav_b: Any, sr_b: int, kind: str = "forward3") -> float:
+    """Cosine similarity of the speaker vectors (``kind`` as in :func:`speaker_embedding`) of two waveforms."""
+    return embedding_similarity(speaker_embedding(encoder, wav_a, sr_a, kind),
+                                speaker_embedding(encoder, wav_b, sr_b, kind))

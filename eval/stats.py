@@ -5,7 +5,10 @@
   sentences (sentences are resampled, pairs stay together);
 - :func:`bootstrap_corpus_rate` / :func:`paired_bootstrap_corpus_diff`: the corpus-level CER/WER (total errors /
   total reference length, as :func:`eval.metrics.corpus_score`) and the difference between two systems, from
-  resampled per-sentence counts, so long sentences weigh as much as they do in the corpus score.
+  resampled per-sentence counts, so long sentences weigh as much as they do in the corpus score;
+- :func:`bootstrap_utterance_mean_rate` / :func:`rate_cis`: the *mean of per-utterance* rates (seed-tts-eval's WER)
+  next to the corpus rate, each with its interval (:func:`eval.metrics.summarize_rates` names the two apart);
+- :func:`mean_std`: mean ± sample standard deviation (ddof=1), the "mean ± std" of the length-bucket tables.
 
 Every function returns a :class:`CI` ``(mean, lo, hi)``: the point estimate on the full sample and the
 ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the bootstrap distribution. NaN values are
@@ -136,3 +139,60 @@ def paired_bootstrap_corpus_diff(counts_a: Sequence[Any], counts_b: Sequence[Any
                          f"got {err_a.size} and {err_b.size}")
     return _bootstrap([err_a, ref_a, err_b, ref_b],
                       lambda ea, ra, eb, rb: _rate(ea, ra) - _rate(eb, rb), n, confidence, seed)
+
+
+class MeanStd(NamedTuple):
+    """Mean and sample standard deviation (ddof=1; NaN below two values) of ``n`` values."""
+
+    mean: float
+    std: float
+    n: int
+
+    def format(self, digits: int = 3, scale: float = 1.0) -> str:
+        """``"12.300 ± 4.560"`` (``scale=100`` for percentages); ``"—"`` for the std of a single value."""
+        if self.n == 0 or not np.isfinite(self.mean):
+            return "—"
+        std = f"{self.std * scale:.{digits}f}" if np.isfinite(self.std) else "—"
+        return f"{self.mean * scale:.{digits}f} ± {std}"
+
+
+def mean_std(values: Sequence[float]) -> MeanStd:
+    """Mean ± sample standard deviation of the finite ``values`` (NaN/inf are dropped and not counted)."""
+    arr = np.asarray(list(values), dtype=np.float64).ravel()
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return MeanStd(float("nan"), float("nan"), 0)
+    std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+    return MeanStd(float(arr.mean()), std, int(arr.size))
+
+
+def _utterance_rates(counts: Sequence[Any], name: str) -> np.ndarray:
+    err, ref = _counts(counts, name)
+    keep = ref > 0
+    return err[keep] / ref[keep]
+
+
+def bootstrap_utterance_mean_rate(counts: Sequence[Any], n: int = 2000, confidence: float = 0.95,
+                                  seed: int = 0) -> CI:
+    """Mean of per-utterance CER/WER (seed-tts-eval's aggregation) with a bootstrap interval; utterances with an
+    empty reference are left out (as in :func:`eval.metrics.summarize_rates`)."""
+    return bootstrap_ci(_utterance_rates(counts, "utterance mean rate"), n=n, confidence=confidence, seed=seed)
+
+
+def paired_bootstrap_utterance_mean_diff(counts_a: Sequence[Any], counts_b: Sequence[Any], n: int = 2000,
+                                         confidence: float = 0.95, seed: int = 0) -> CI:
+    """Mean per-utterance rate of system A minus that of system B (same sentences, same order), paired."""
+    err_a, ref_a = _counts(counts_a, "system A")
+    err_b, ref_b = _counts(counts_b, "system B")
+    if err_a.size != err_b.size:
+        raise StatsError(f"paired comparison needs counts for the same sentences in both systems, "
+                         f"got {err_a.size} and {err_b.size}")
+    keep = (ref_a > 0) & (ref_b > 0)
+    return paired_bootstrap_diff(err_a[keep] / ref_a[keep], err_b[keep] / ref_b[keep], n=n,
+                                 confidence=confidence, seed=seed)
+
+
+def rate_cis(counts: Sequence[Any], n: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, CI]:
+    """``{"corpus": CI, "utterance_mean": CI}``: both aggregations of an error rate with their intervals."""
+    return {"corpus": bootstrap_corpus_rate(counts, n=n, confidence=confidence, seed=seed),
+            "utterance_mean": bootstrap_utterance_mean_rate(counts, n=n, confidence=confidence, seed=seed)}

@@ -1,7 +1,9 @@
 """Frame-level signal analysis in numpy: frame RMS, silence masks and a YIN pitch tracker with a voicing decision.
 
-These are the pure signal helpers shared by the evaluation metrics (``eval.audio_metrics``) and the finetuning data
-stage (``gsv_core.finetune.data``). Frames are 25 ms long every 10 ms.
+These are the pure signal helpers shared by the evaluation metrics (``eval.audio_metrics``: frame RMS and silence)
+and the finetuning data stage (``gsv_core.finetune.data``: all of them). Frames are 25 ms long every 10 ms.
+The YIN tracker stays here for the data stage (fast, numpy only, no numba start-up); the evaluation's F0 is
+librosa's pYIN refined by YIN (``eval.prosody``), which gsv_core does not depend on.
 
 - **frame RMS**: ``10 log10(mean(x^2) + 1e-10)`` per frame, in dBFS; the signal is zero-padded at the end so every
   sample lies in a frame.

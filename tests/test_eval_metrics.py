@@ -6,10 +6,12 @@ import pytest
 
 from eval.audio_metrics import (CLIP_LEVEL, analyze, embedding_similarity, f0_contour, speaker_embedding,
                                 speaker_similarity)
-from eval.metrics import (ERROR_LABELS, ErrorCounts, MetricsError, align, canonical_language, corpus_score,
-                          metric_name, normalize_text, score_utterance, tokenize)
-from eval.stats import (CI, StatsError, bootstrap_ci, bootstrap_corpus_rate, paired_bootstrap_corpus_diff,
-                        paired_bootstrap_diff)
+from eval.metrics import (ERROR_LABELS, ErrorCounts, MetricsError, align, canonical_language, convert_numerals,
+                          corpus_score, metric_name, normalize_text, score_utterance, score_with_protocol,
+                          summarize_rates, tokenize, utterance_rates)
+from eval.stats import (CI, MeanStd, StatsError, bootstrap_ci, bootstrap_corpus_rate, bootstrap_utterance_mean_rate,
+                        mean_std, paired_bootstrap_corpus_diff, paired_bootstrap_diff,
+                        paired_bootstrap_utterance_mean_diff, rate_cis)
 from gsv_core.errors import AudioError, GSVError
 
 SR = 32000
@@ -40,6 +42,95 @@ def test_tokenisation_by_language():
     with pytest.raises(MetricsError, match="unknown scoring language") as err:
         tokenize("x", "klingon")
     assert isinstance(err.value, GSVError)
+
+
+# The cases of issue #20 (each with the behaviour decided in eval/metrics.py's docstring and docs/eval-metrics.md)
+
+def test_cjk_inside_english_hypothesis_is_one_word_not_glue():
+    # was: "hello大world" as one word -> 1 substitution + 2 deletions, WER 100 %
+    c = score_utterance("hello big world", "hello 大 world", "en")
+    assert counts(c) == (1, 0, 0, 2, 3) and c.rate == pytest.approx(1 / 3)
+    assert tokenize("hello 大 world", "en") == ["hello", "大", "world"]
+    c = score_utterance("hello world", "hello 大家 world", "en")       # two CJK characters: two inserted words
+    assert counts(c) == (0, 0, 2, 2, 2)
+    assert score_utterance("hello big world", "hello 大 world", "mixed").rate == pytest.approx(1 / 3)
+
+
+def test_symbols_are_removed_before_nfkc():
+    assert normalize_text("Apple™ Watch") == "apple watch"            # not "apple tm watch"
+    assert score_utterance("Apple™ Watch", "apple watch", "en").rate == 0
+    assert normalize_text("25℃，5㎏") == "25 5"                        # unit symbols vanish like %, never "°c"/"kg"
+    assert normalize_text("©2024 ®") == "2024"
+
+
+def test_vulgar_fraction_is_one_number():
+    assert normalize_text("½ cup") == "12 cup"                         # was "1 2 cup"
+    assert normalize_text("1/2 cup") == "12 cup" and normalize_text("1⁄2") == "12"
+    assert score_utterance("½ cup", "1/2 cup", "en").rate == 0
+    assert tokenize("m² and H₂O", "en") == ["m2", "and", "h2o"]        # other number forms keep their digit
+
+
+def test_apostrophe_after_digit_joins():
+    assert normalize_text("the 90's") == "the 90s"                     # was "the 90 s"
+    assert score_utterance("the 90's", "the 90s", "en").rate == 0
+    assert normalize_text("donʼt rock’n’roll") == "dont rocknroll"     # modifier apostrophe and curly ones too
+
+
+def test_initialism_dots_join():
+    assert normalize_text("The U.S. army") == "the us army"
+    assert normalize_text("U.S.A., e.g. 3 p.m.") == "usa eg 3 pm"
+    assert score_utterance("in the U.S. today", "in the US today", "en").rate == 0
+    assert normalize_text("example.com") == "example com"              # not an initialism: a word break
+
+
+def test_hyphen_after_one_letter_prefix_joins():
+    assert normalize_text("send an e-mail") == "send an email"
+    assert normalize_text("x-ray T-shirt") == "xray tshirt"
+    assert score_utterance("send an e-mail", "send an email", "en").rate == 0
+
+
+def test_hyphenated_compound_splits():
+    assert normalize_text("a well-known fact") == "a well known fact"
+    assert score_utterance("a well-known fact", "a well known fact", "en").rate == 0
+    assert normalize_text("COVID-19") == "covid 19"
+
+
+def test_comma_between_letters_is_a_word_break():
+    assert normalize_text("hello,world") == "hello world"
+    assert counts(score_utterance("hello,world", "hello world", "en")) == (0, 0, 0, 2, 2)
+    assert normalize_text("1,000") == "1000"                           # between digits it joins
+
+
+def test_cjk_extension_b_and_beyond_count_as_cjk():
+    assert canonical_language("auto", "𠀀𠀁") == "zh"                  # U+20000 (Extension B); was "en"
+    assert canonical_language("auto", "𪚥 hello") == "mixed"
+    assert tokenize("𠀀𠀁", "auto") == ["𠀀", "𠀁"]
+    assert score_utterance("𠀀𠀁𠀂", "𠀀𠀁", "auto").rate == pytest.approx(1 / 3)
+    assert tokenize("二〇二四年", "mixed") == ["二", "〇", "二", "四", "年"]  # 〇 is a character, not a word
+
+
+def test_numeral_conversion_option():
+    pytest.importorskip("cn2an")
+    assert convert_numerals("25.5度", "zh") == "二十五点五度"
+    assert convert_numerals("二十五点五度", "digits") == "25.5度"
+    assert convert_numerals("1,000元", "zh") == "一千元"
+    assert score_utterance("我有25个苹果", "我有二十五个苹果", "zh").rate > 0
+    assert score_utterance("我有25个苹果", "我有二十五个苹果", "zh", numerals="zh").rate == 0
+    assert score_utterance("我有25个苹果", "我有二十五个苹果", "zh", numerals="digits").rate == 0
+    with pytest.raises(MetricsError, match="numerals"):
+        normalize_text("1", numerals="roman")
+
+
+def test_score_with_protocol():
+    assert score_with_protocol("Hello, World", "hello world", "en") == score_utterance("Hello, World",
+                                                                                        "hello world", "en")
+    # seed-tts-eval deletes the comma instead of breaking: helloworld is one word
+    seed = score_with_protocol("hello,world", "hello world", "en", protocol="seed-tts-eval")
+    assert counts(seed) == (1, 0, 1, 0, 1)
+    with pytest.raises(MetricsError, match="protocol"):
+        score_with_protocol("a", "a", "en", protocol="nist")
+    with pytest.raises(MetricsError, match="no interjection"):
+        score_with_protocol("a", "a", "en", protocol="seed-tts-eval", drop_interjections=True)
 
 
 # -------------------------------------------------------------------------------------------------------- scoring
@@ -110,6 +201,55 @@ def test_corpus_score_sums_counts_not_rates():
         corpus_score([a, 0.5])
     with pytest.raises(MetricsError, match="inconsistent"):
         ErrorCounts(substitutions=1, deletions=0, insertions=0, hits=0, ref_len=3)
+
+
+def test_summarize_rates_names_both_aggregations():
+    a = ErrorCounts(0, 1, 0, 1, 2)        # 1 / 2 = 0.5
+    b = ErrorCounts(1, 0, 1, 7, 8)        # 2 / 8 = 0.25
+    empty = ErrorCounts(0, 0, 2, 0, 0)    # nothing to say, two words said: left out of the utterance mean
+    s = summarize_rates([a, b, empty])
+    assert s.n_utterances == 3 and s.n_rated == 2 and s.n_empty_references == 1
+    assert s.corpus_rate == pytest.approx(5 / 10)          # (1 + 2 + 2) / (2 + 8 + 0)
+    assert s.utterance_mean_rate == pytest.approx(0.375)   # (0.5 + 0.25) / 2
+    assert s.utterance_std_rate == pytest.approx(np.std([0.5, 0.25], ddof=1))
+    assert s.utterance_median_rate == pytest.approx(0.375)
+    assert s.corpus_insertion_rate == pytest.approx(3 / 10)
+    assert s.utterance_mean_insertion_rate == pytest.approx((0 + 1 / 8) / 2)
+    assert s.utterance_mean_deletion_rate == pytest.approx((0.5 + 0) / 2)
+    assert s.n_above_half == 0
+    row = s.as_dict("cer_")
+    assert row["cer_corpus_rate"] == pytest.approx(0.5) and row["cer_corpus_ref_len"] == 10
+    assert row["cer_utterance_mean_rate"] == pytest.approx(0.375)
+    # results.jsonl rows work as well
+    rows = [dict(substitutions=0, deletions=1, insertions=0, hits=1, ref_len=2)]
+    assert summarize_rates(rows).utterance_mean_rate == pytest.approx(0.5)
+    assert utterance_rates([a, b, empty]) == [0.5, 0.25]
+    none = summarize_rates([])
+    assert none.n_utterances == 0 and math.isnan(none.corpus_rate) and math.isnan(none.utterance_mean_rate)
+    with pytest.raises(MetricsError, match="item 0"):
+        summarize_rates([dict(hits=1)])
+
+
+def test_rate_cis_and_utterance_mean_bootstrap():
+    a = [ErrorCounts(0, 1, 0, 1, 2), ErrorCounts(0, 0, 0, 8, 8), (3, 0)]  # the (3, 0) empty reference is dropped
+    cis = rate_cis(a, n=200)
+    assert cis["corpus"].mean == pytest.approx(4 / 10)
+    assert cis["utterance_mean"].mean == pytest.approx(0.25)
+    assert bootstrap_utterance_mean_rate(a, n=200) == cis["utterance_mean"]
+    d = paired_bootstrap_utterance_mean_diff([(1, 2), (0, 8)], [(0, 2), (0, 8)], n=200)
+    assert d.mean == pytest.approx(0.25)
+    with pytest.raises(StatsError, match="same sentences"):
+        paired_bootstrap_utterance_mean_diff([(1, 2)], [(0, 2), (0, 8)])
+
+
+def test_mean_std_hand_computed():
+    ms = mean_std([2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0, float("nan")])
+    assert isinstance(ms, MeanStd) and ms.n == 8
+    assert ms.mean == pytest.approx(5.0)
+    assert ms.std == pytest.approx(math.sqrt(32 / 7))          # sample std (ddof=1)
+    assert ms.format(2) == "5.00 ± 2.14"
+    assert mean_std([0.125]).format(1, scale=100) == "12.5 ± —"
+    assert mean_std([]).format() == "—"
 
 
 # -------------------------------------------------------------------------------------------------- audio metrics
@@ -244,3 +384,19 @@ def test_stats_refuse_bad_input():
         bootstrap_ci([1.0, 2.0], confidence=95)
     with pytest.raises(StatsError, match="every reference is empty"):
         bootstrap_corpus_rate([(1, 0)])
+
+
+def test_score_and_aggregate_fields_for_run_and_report():
+    from eval.metrics import aggregate_fields, score_fields
+
+    f = score_fields("Hello, world!", "hello word", "en", seed_compatible=True)
+    assert (f["error_rate"], f["substitutions"], f["ref_len"], f["metric"], f["scoring_lang"]) == (0.5, 1, 2, "WER",
+                                                                                                  "en")
+    assert f["ref_norm"] == "hello world" and f["seed_wer"] == 0.5 and f["seed_lang"] == "en"
+    empty = score_fields("。", "你好", "zh")
+    assert empty["error_rate"] is None and empty["insertions"] == 2 and "seed_wer" not in empty
+    rows = [f, score_fields("你好", "你好", "zh", seed_compatible=True), {"error_rate": None, "asr_error": "x"}]
+    agg = aggregate_fields(rows)
+    assert agg["error_rate_corpus"] == pytest.approx(1 / 4) and agg["error_rate_utt_mean"] == pytest.approx(0.25)
+    assert agg["error_rate_n_rated"] == 2 and agg["seed_wer"] == pytest.approx(0.25) and agg["seed_wer_percent"] == 25.0
+    assert aggregate_fields([])["error_rate_corpus"] is None

@@ -1,4 +1,13 @@
-"""Speaker vectors for SoVITS v2Pro/v2ProPlus: 16 kHz waveform -> Kaldi fbank -> ERes2NetV2.forward3."""
+"""Speaker vectors for SoVITS v2Pro/v2ProPlus: 16 kHz waveform -> Kaldi fbank -> ERes2NetV2.forward3.
+
+Two embeddings come out of the same network (:data:`EMBEDDING_KINDS`, :meth:`SpeakerEncoder.embed`):
+
+- ``"forward3"`` (:meth:`SpeakerEncoder.forward`): the 20480-d time-averaged feature map that v2Pro/v2ProPlus
+  SoVITS is *conditioned on*. Comparing it between a synthesis and its reference rewards copying the
+  conditioning, so it is not a fair speaker-similarity score;
+- ``"segment"`` (:meth:`SpeakerEncoder.segment_embedding`): the model's own 192-d speaker-verification embedding
+  (statistics pooling + linear head), the one to score speaker similarity with.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsv_core.errors import AudioError, ModelMismatchError
+from gsv_core.errors import AudioError, GSVError, ModelMismatchError
 from gsv_core.features.fbank import kaldi_fbank
 from gsv_core.models.sv import ERes2NetV2, config_from_state_dict
 
 SAMPLE_RATE = 16000
 # The speaker model was trained on exactly these features (GPT-SoVITS sv.py); everything else is Kaldi's default.
 FBANK_OPTIONS = dict(num_mel_bins=80, sample_frequency=SAMPLE_RATE, dither=0.0)
+#: the embeddings :meth:`SpeakerEncoder.embed` returns: the verification embedding and SoVITS' conditioning vector
+EMBEDDING_KINDS = ("segment", "forward3")
 ARCH_ARGS = {"baseWidth", "scale", "expansion", "m_channels", "num_blocks", "feat_dim", "embedding_size",
              "pooling_func", "two_emb_layer"}
 
@@ -68,6 +79,16 @@ class SpeakerEncoder(nn.Module):
     def segment_embedding(self, wav16: Tensor) -> Tensor:
         """The model's own speaker embedding [B, embedding_size] (192-d officially), for similarity scoring."""
         return self.model(self.fbank(wav16))
+
+    @torch.no_grad()
+    def embed(self, wav16: Tensor, kind: str = "segment") -> Tensor:
+        """[B, D] embedding of ``kind`` (one of :data:`EMBEDDING_KINDS`): ``segment`` = 192-d verification
+        embedding, ``forward3`` = the 20480-d SoVITS conditioning vector."""
+        if kind == "segment":
+            return self.segment_embedding(wav16)
+        if kind == "forward3":
+            return self.forward(wav16)
+        raise GSVError(f"unknown speaker embedding kind {kind!r}: use one of {', '.join(EMBEDDING_KINDS)}")
 
 
 def cosine_similarity(a: Tensor | Sequence[float], b: Tensor | Sequence[float]) -> Tensor:
