@@ -993,7 +993,7 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         iid = int(item_id) if item_id not in (None, "") and float(item_id) >= 1 else None
         tid = None if iid is not None else _one_id(task_id, "task or result")
         new_id = svc.long_text_task(text, lang or "zh", item_id=iid, task_id=tid)
-        for status, tasks, task_update, _ in follow(new_id, role_id, progress):
+        for status, tasks, task_update, _, _role in follow(new_id, role_id, progress):
             yield status, tasks, task_update, gr.skip()
         yield (status_md(new_id), task_rows(svc.list_tasks(role_id)),
                gr.update(choices=task_choices(role_id), value=new_id),

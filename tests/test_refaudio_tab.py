@@ -105,9 +105,11 @@ def test_role_import_sweep_score_product_and_tts_load(app, tmp_path):
     assert Path(audio).stat().st_size > 0 and Path(view).stat().st_size > 0 and text == REF_TEXT
 
     # a small sweep: top_k 2 values x 1 text x 1 reference
-    status, tasks, task_pick, task_id = client.submit(*_sweep_args(services, role, str(ids[0])),
-                                                      api_name="/refaudio_sweep").result()
+    status, tasks, task_pick, task_id, role_pick = client.submit(*_sweep_args(services, role, str(ids[0])),
+                                                                 api_name="/refaudio_sweep").result()
     assert "2/2 done" in status and "0 failed" in status
+    # the role's label counts the new task at once (issue 12 item 7)
+    assert any("1 tasks" in label for label, value in role_pick["choices"] if value == role)
     results = _results(client, task_id)
     assert len(results) == 2 and results[0][6] >= results[1][6]  # longest first
     assert {r[1] for r in results} == {"top_k=2", "top_k=5"} and len({r[5] for r in results}) == 1  # same seed

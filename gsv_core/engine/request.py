@@ -110,8 +110,9 @@ class FragmentInfo:
         """Why this fragment's audio is probably not what its text says ('' when nothing looks wrong)."""
         shown = self.text if len(self.text) <= 20 else self.text[:20] + "…"
         if self.hit_limit:
-            return (f"{shown!r} reached the token cap ({self.tokens} tokens, {self.seconds:.1f} s) without ending: "
-                    "likely repetition or babble; try another seed or lower max tokens")
+            return (f"{shown!r} reached the token cap ({self.tokens} tokens, {self.seconds:.1f} s) without an "
+                    "end-of-speech token: likely repetition or babble (or a cap too low for this text); try another "
+                    "seed")
         if self.seconds > 1.5 and self.seconds > (self.phones / MIN_PHONES_PER_SECOND) + 1.0:
             return (f"{shown!r} lasts {self.seconds:.1f} s for {self.phones} phones: unusually slow, likely "
                     "repetition; try another seed")
