@@ -75,8 +75,10 @@ TEXT_MODES: dict[str, TextMode] = {
     )
 }
 
-#: front-end languages whose text front end is implemented in gsv_core.text (the others are refused clearly)
-IMPLEMENTED: frozenset[str] = frozenset({"zh", "en"})
+#: front-end languages whose text front end is implemented in gsv_core.text (the others are refused clearly);
+#: ja/ko/yue need optional packages (requirements.txt) and, for ja, Debian's open-jtalk-mecab-naist-jdic: when one
+#: is missing, using the language raises gsv_core.text.optional.MissingPackageError / MissingDataError
+IMPLEMENTED: frozenset[str] = frozenset({"zh", "en", "ja", "ko", "yue"})
 
 #: every spelling of a language code upstream's data preparation accepts in a .list (1-get-text.py), plus ours
 _LIST_ALIASES = {

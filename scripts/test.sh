@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # chromium + fonts-wqy-microhei for the browser tests (Chinese must render), espeak-ng and sox to make test speech,
 # ffmpeg for Gradio's streamed audio output.
 APT_PACKAGES=(chromium fonts-wqy-microhei espeak-ng sox ffmpeg)
+# open-jtalk-mecab-naist-jdic: the OpenJTalk dictionary the Japanese front end reads (gsv_core/text/ja.py)
+APT_PACKAGES+=(open-jtalk-mecab-naist-jdic)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -9,10 +9,14 @@ Public API::
     for item in result.items: ...          # Segment(lang, text, norm_text, phones, phone_ids, word2ph) | Pause
 
     pieces = preprocess_text(long_text, lang="zh", version="v2", method="cut5")   # one FrontendResult per piece
+    phones, word2ph, norm_text = clean_text("今日は良い天気です。", "ja", "v2")   # one language, no segments
     cut(text, "cut1"); pre_seg_text(text, "zh", "cut5"); symbols("v2"); phones_to_ids(phones, "v2")
 
-Languages: ``zh`` (Chinese mixed with English), ``all_zh``, ``auto``, ``en``. Versions: ``v1`` (322-symbol table)
-and every later model version (732 symbols). Errors a user can cause are :class:`TextError` (a ``GSVError``).
+Text modes (:data:`LANGS`, from :mod:`gsv_core.languages`): ``zh``/``ja``/``ko``/``yue`` (the language mixed with
+English), ``all_zh``/``all_ja``/``all_ko``/``all_yue``, ``en``, ``auto`` and ``auto_yue`` (detected per span).
+Versions: ``v1`` (322-symbol table: Chinese, Japanese, English) and every later model version (732 symbols, also
+Korean and Cantonese). Errors a user can cause are :class:`TextError` (a ``GSVError``); a missing optional
+package or dictionary of a language is a :class:`MissingPackageError` / :class:`MissingDataError` naming it.
 See ``docs/text-frontend.md`` and ``python -m gsv_core.text --help``.
 """
 from __future__ import annotations
@@ -45,9 +49,12 @@ from gsv_core.text.frontend import (
     FrontendResult,
     NothingToReadError,
     Segment,
+    UnsupportedLanguageError,
     preprocess_text,
     text_to_phones,
 )
+from gsv_core.text.optional import MissingDataError, MissingPackageError
+from gsv_core.text.cleaner import clean_text
 
 __all__ = [
     "LANGS",
@@ -58,11 +65,15 @@ __all__ = [
     "TagError",
     "UserDictError",
     "NothingToReadError",
+    "UnsupportedLanguageError",
+    "MissingPackageError",
+    "MissingDataError",
     "Segment",
     "Pause",
     "FrontendResult",
     "text_to_phones",
     "preprocess_text",
+    "clean_text",
     "cut",
     "pre_seg_text",
     "preprocess_pieces",

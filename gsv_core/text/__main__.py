@@ -2,6 +2,7 @@
 
     python -m gsv_core.text "今天是2024年3月15日。" --lang zh --version v2          # readable report
     python -m gsv_core.text "Hello 世界" --json                                    # one JSON object
+    python -m gsv_core.text "今日はいい天気ですね。" --lang ja                      # also ko, yue, all_*, auto_yue
     python -m gsv_core.text --lang zh < sentences.txt > phones.jsonl               # one JSON object per line
 
 With a text argument, errors are printed as one line on stderr and the exit code is 1. Without one, every line of
@@ -27,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Show how GSV reads a text: normalised text, language segments, phones, word2ph, phone ids.",
     )
     p.add_argument("text", nargs="?", help="the text; omit it to read one text per line from standard input")
-    p.add_argument("--lang", default="zh", choices=LANGS, help="language mode (default: zh = Chinese mixed with English)")
+    p.add_argument("--lang", default="zh", choices=LANGS,
+                   help="text mode (default: zh = Chinese mixed with English; ja/ko/yue the same for Japanese, Korean, "
+                        "Cantonese; all_* = everything but plain English in that language; auto/auto_yue = detect)")
     p.add_argument("--version", default="v2", help="model version: v1, v2, v2Pro, v2ProPlus (default: v2)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the readable report")
     p.add_argument("--split", metavar="METHOD", choices=sorted(METHODS),

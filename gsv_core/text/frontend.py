@@ -1,22 +1,32 @@
 """Text -> phones for one piece of text, as GPT-SoVITS' ``TextPreprocessor.get_phones_and_bert`` does it (minus
 BERT, which the engine computes from the returned segments).
 
-Modes (``lang``):
+Modes (``lang``), from the one table :mod:`gsv_core.languages` (:data:`LANGS` lists them):
 
-* ``zh``: mixed Chinese/English; consecutive non-English spans are merged into one Chinese segment;
-* ``all_zh``: every non-English span is Chinese, digits included; pure-English spans still go to English;
-* ``auto``: spans keep the language found by :mod:`gsv_core.text.langseg` (Japanese/Korean text is refused);
+* ``zh`` / ``ja`` / ``ko`` / ``yue``: the language mixed with English; consecutive non-English spans are merged
+  into one segment of that language (upstream: "the user's choice decides for CJK characters");
+* ``all_zh`` / ``all_ja`` / ``all_ko`` / ``all_yue``: every non-English span is that language, digits included;
+  spans that are plain ASCII with a letter still go to English (upstream's rule, also for Japanese and Korean);
+* ``auto`` / ``auto_yue``: spans keep their detected language (zh, ja, ko, en; ``auto_yue`` reads Chinese spans
+  as Cantonese): texts with kana through :mod:`gsv_core.text.langdetect` (split-lang + fastText, offline),
+  others by script (:mod:`gsv_core.text.langseg`: Han = Chinese, hangul = Korean);
 * ``en``: the whole text is English.
 
-Runs of two or more spaces become one first. Each segment is cleaned by its language's front end (Chinese:
-:func:`gsv_core.text.zh.clean_zh`, English: :func:`gsv_core.text.en.clean_en`), phones become ids of the
-version's symbol table, and the engine concatenates the segments in order (BERT features for Chinese segments,
-zeros for the others). When the whole piece yields fewer than 6 phones it is processed once more with "."
-prepended, as the reference does.
+v1 models (322 symbols) read only Chinese, Japanese and English: a Korean or Cantonese mode, or a detected Korean
+span, is an :class:`UnsupportedLanguageError`.
 
-On top of the reference: inline tags (:mod:`gsv_core.text.tags`): ``字[pinyin]`` forces a reading and
-``[pause=0.5]`` cuts the piece, giving :class:`Pause` items between groups of segments; and a user dictionary
-(word -> pinyin per character) from ``config.settings.user_dict_path`` or the ``user_dict`` argument.
+Runs of two or more spaces become one first. Each segment is cleaned by its language's front end (Chinese:
+:func:`gsv_core.text.zh.clean_zh`, English: :func:`gsv_core.text.en.clean_en`, Japanese:
+:func:`gsv_core.text.ja.clean_ja`, Korean: :func:`gsv_core.text.ko.clean_ko`, Cantonese:
+:func:`gsv_core.text.yue.clean_yue`), phones become ids of the version's symbol table, and the engine
+concatenates the segments in order (BERT features for Chinese segments, zeros for the others, Cantonese
+included). When the whole piece yields fewer than 6 phones it is processed once more with "." prepended, as the
+reference does.
+
+On top of the reference: inline tags (:mod:`gsv_core.text.tags`): ``字[pinyin]`` forces a reading (Mandarin
+segments only) and ``[pause=0.5]`` cuts the piece in every language, giving :class:`Pause` items between groups
+of segments; and a user dictionary (word -> pinyin per character, Mandarin) from ``config.settings.user_dict_path``
+or the ``user_dict`` argument.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from gsv_core.languages import LANGUAGES, TEXT_MODES, LanguageError, check_mode, text_modes
 from gsv_core.text.langseg import LangSpan, segment_languages
 from gsv_core.text.split import TextError, preprocess_pieces
 from gsv_core.text.tags import (
@@ -36,12 +47,18 @@ from gsv_core.text.tags import (
     split_at_pauses,
 )
 
-__all__ = ["LANGS", "NothingToReadError", "Segment", "Pause", "FrontendResult", "text_to_phones", "preprocess_text"]
+__all__ = [
+    "LANGS", "NothingToReadError", "UnsupportedLanguageError", "Segment", "Pause", "FrontendResult",
+    "text_to_phones", "preprocess_text",
+]
 
-LANGS = ("zh", "en", "all_zh", "auto")
+#: the text modes the front end reads, in the order of :data:`gsv_core.languages.TEXT_MODES`
+LANGS: tuple[str, ...] = text_modes()
 MIN_PHONES = 6
-#: phones that are no speech (a chunk made only of these has nothing to read)
-SILENT_PHONES = frozenset(("!", "?", "…", ",", ".", "-", "SP", "SP2", "SP3", "UNK", "_"))
+#: phones that are no speech (a chunk made only of these has nothing to read); 空/停 are Korean's blank and
+#: unknown-character phones
+SILENT_PHONES = frozenset(("!", "?", "…", ",", ".", "-", "SP", "SP2", "SP3", "UNK", "_", "空", "停"))
+_KANA_RE = re.compile("[\u3041-\u3096\u30a1-\u30fa]")
 _SPACE_RUN_RE = re.compile(r" {2,}")
 _AUTO = object()
 
@@ -50,10 +67,14 @@ class NothingToReadError(TextError):
     """The text has no speakable content (only punctuation, emoji or scripts no front end reads)."""
 
 
+class UnsupportedLanguageError(TextError, LanguageError):
+    """An unknown text mode, or a language the model version cannot say (Korean/Cantonese with a v1 model)."""
+
+
 @dataclass(frozen=True)
 class Segment:
-    """One single-language segment: ``lang`` is "zh" or "en"; ``word2ph`` (phones per character of ``norm_text``)
-    only for Chinese."""
+    """One single-language segment: ``lang`` is "zh", "en", "ja", "ko" or "yue"; ``word2ph`` (phones per character
+    of ``norm_text``) only for Chinese and Cantonese (upstream gives none for the others)."""
 
     lang: str
     text: str
@@ -105,7 +126,7 @@ class FrontendResult:
 
     @property
     def word2ph(self) -> list[int] | None:
-        """Phones per character of :attr:`norm_text` when every segment is Chinese, else None."""
+        """Phones per character of :attr:`norm_text` when every segment has them (Chinese, Cantonese), else None."""
         segs = self.segments
         if not segs or any(s.word2ph is None for s in segs):
             return None
@@ -142,39 +163,81 @@ class FrontendResult:
 
 
 # ---- language spans ------------------------------------------------------------------------------------------------
-def _spans(text: str, lang: str) -> list[LangSpan]:
-    if lang == "en":
-        return [LangSpan("en", text, list(range(len(text))))] if text else []
-    if lang == "all_zh":
-        return segment_languages(text, "zh")
-    spans = segment_languages(text)
-    if lang == "auto":
-        for span in spans:
-            if span.lang in ("ja", "ko"):
-                name = "Japanese" if span.lang == "ja" else "Korean"
-                raise TextError(
-                    f"{name} text {span.text.strip()[:20]!r} is not supported (only Chinese and English); "
-                    "with lang 'zh' or 'all_zh' non-Chinese characters are skipped"
-                )
-        return spans
-    merged: list[LangSpan] = []  # lang == "zh": every non-English span is read as Chinese
+def _merge_into(spans: list[LangSpan], target: str) -> list[LangSpan]:
+    """Every non-English span becomes ``target``; neighbours of the same language merge."""
+    merged: list[LangSpan] = []
     for span in spans:
-        target = "en" if span.lang == "en" else "zh"
-        if merged and merged[-1].lang == target:
+        lang = "en" if span.lang == "en" else target
+        if merged and merged[-1].lang == lang:
             merged[-1].extend(span)
         else:
-            merged.append(LangSpan(target, span.text, list(span.sources)))
+            merged.append(LangSpan(lang, span.text, list(span.sources)))
     return merged
 
 
-# ---- per-language cleaning -----------------------------------------------------------------------------------------
-def _clean_segment(span_text: str, lang: str, version: str, forced: dict[int, str], g2p_options: dict):
+def _rename(spans: list[LangSpan], old: str, new: str) -> list[LangSpan]:
+    for span in spans:
+        if span.lang == old:
+            span.lang = new
+    return spans
+
+
+def _spans(text: str, lang: str) -> list[LangSpan]:
     if lang == "en":
-        if forced:
-            raise TagError("reading tags need Chinese text; this part is read as English")
+        return [LangSpan("en", text, list(range(len(text))))] if text else []
+    mode = TEXT_MODES[lang]
+    if mode.language == "auto":
+        if _KANA_RE.search(text):
+            from gsv_core.text.langdetect import detect_languages
+
+            spans = detect_languages(text)
+        else:
+            spans = segment_languages(text)
+        for span in spans:  # a text of marks only ("punctuation"): silent, read as Chinese
+            if span.lang not in ("zh", "en", "ja", "ko"):
+                span.lang = "zh"
+        return _rename(spans, "zh", "yue") if "yue" in mode.reads else spans
+    if lang.startswith("all_"):
+        target = mode.language
+        spans = segment_languages(text, "zh" if target == "yue" else target)
+        return _rename(spans, "zh", "yue") if target == "yue" else spans
+    return _merge_into(segment_languages(text), mode.language)
+
+
+# ---- per-language cleaning -----------------------------------------------------------------------------------------
+def _check_span_language(lang: str, version: str) -> None:
+    from gsv_core.text.symbols import normalize_symbol_version
+
+    sym = normalize_symbol_version(version)
+    if sym not in LANGUAGES[lang].symbol_versions:
+        raise UnsupportedLanguageError(
+            f"{LANGUAGES[lang].name_en} text cannot be read by a {version} model (its symbol table has only "
+            f"{', '.join(l.name_en for l in LANGUAGES.values() if sym in l.symbol_versions)}); use a v2 or later model"
+        )
+
+
+def _clean_segment(span_text: str, lang: str, version: str, forced: dict[int, str], g2p_options: dict):
+    if forced and lang != "zh":
+        name = LANGUAGES[lang].name_en
+        raise TagError(f"reading tags [pinyin] need Mandarin Chinese text; this part is read as {name}")
+    if lang == "en":
         from gsv_core.text.en import clean_en
 
         return clean_en(span_text, version)
+    if lang == "ja":
+        from gsv_core.text.ja import clean_ja
+
+        return clean_ja(span_text, version)
+    if lang == "ko":
+        from gsv_core.text.ko import clean_ko
+
+        _check_span_language(lang, version)
+        return clean_ko(span_text, version)
+    if lang == "yue":
+        from gsv_core.text.yue import clean_yue
+
+        _check_span_language(lang, version)
+        return clean_yue(span_text, version)
     from gsv_core.text.zh import clean_zh
     from gsv_core.text.zh.normalize import zh_char_survives
 
@@ -220,8 +283,12 @@ def _check_args(text, lang: str, version: str) -> str:
     if not isinstance(text, str):
         raise TextError(f"text must be a string, not {type(text).__name__}")
     if lang not in LANGS:
-        raise TextError(f"unsupported language mode {lang!r}: use one of {', '.join(LANGS)}")
-    normalize_symbol_version(version)
+        raise UnsupportedLanguageError(f"unsupported language mode {lang!r}: use one of {', '.join(LANGS)}")
+    sym = normalize_symbol_version(version)
+    try:
+        check_mode(lang, sym)
+    except LanguageError as exc:
+        raise UnsupportedLanguageError(str(exc)) from None
     return lang
 
 
@@ -271,7 +338,7 @@ def text_to_phones(
         shown = shown if len(shown) <= 30 else shown[:30] + "..."
         raise NothingToReadError(
             f"nothing to read in {shown!r}: only punctuation or characters the {lang} front end cannot read "
-            "(supported: Chinese and English)"
+            f"(supported: {', '.join(LANGUAGES[x].name_en for x in TEXT_MODES[lang].reads)})"
         )
     return result
 

@@ -46,6 +46,7 @@ __all__ = [
     "fold_zh_char",
     "normalize_zh",
     "normalize_zh_aligned",
+    "verbalize_zh_sentences",
     "zh_char_survives",
 ]
 
@@ -148,6 +149,15 @@ def normalize_zh_aligned(text: str, version: str = "v2") -> tuple[str, list[int]
     traced = TracedText.join(_keep_speakable(_verbalize(s)) for s in _sentences(TracedText(text)))
     traced.sub(_REPEATED_PUNCTUATION, _nothing)
     return traced.text, traced.origin
+
+
+def verbalize_zh_sentences(text: str) -> list[str]:
+    """Steps 1 and 2 only: the sentences of ``text`` with numbers, dates, units and symbols written out, before
+    the Chinese punctuation map and character filter (upstream's ``TextNormalizer().normalize(text)``, which the
+    Cantonese front end runs before its own punctuation rules)."""
+    if not isinstance(text, str):
+        raise ZhNormalizeError(f"text to normalise must be a string, not {type(text).__name__}")
+    return [_verbalize(s).text for s in _sentences(TracedText(text))]
 
 
 def normalize_zh(text: str, version: str = "v2") -> str:
