@@ -116,18 +116,16 @@ class ModelRegistry:
         return Path(path).expanduser().resolve()
 
     def gpt(self, path: Any):
+        from . import fastpaths
+
         p = self._resolve(path, "GPT weights (.ckpt)")
-        int8 = bool(getattr(self.settings, "gpt_int8", False)) and self.device.type == "cpu"
+        variant = fastpaths.gpt_variant_name(self.settings, self.device)
 
         def load():
-            if not int8:
-                return loading.load_gpt(p, self.device, self.dtype)
-            from ..models.quant import quantize_gpt_int8
+            model, info = loading.load_gpt(p, self.device, fastpaths.gpt_load_dtype(variant, self.dtype))
+            return fastpaths.gpt_variant(model, variant), info
 
-            model, info = loading.load_gpt(p, self.device, torch.bfloat16)
-            return quantize_gpt_int8(model), info
-
-        e = self._get("gpt-int8" if int8 else "gpt", p, load)
+        e = self._get("gpt" if variant == "plain" else f"gpt-{variant}", p, load)
         return e.value, e.info
 
     def sovits(self, path: Any):

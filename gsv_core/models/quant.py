@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .s1 import FusedSelfAttention
+
 
 class Int8Linear(nn.Module):
     """``y = x W^T + b`` with ``W`` kept as int8 rows times per-row scales."""
@@ -37,6 +39,22 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
 
+class Int8FusedSelfAttention(FusedSelfAttention):
+    """Drop-in variant of :class:`FusedSelfAttention` whose projections are int8: the same forward (the base
+    class's), only ``project_qkv`` and ``out_proj`` differ. Built from a loaded attention module; inference only
+    (its state dict is not the checkpoint format)."""
+
+    def __init__(self, base: nn.Module, act: torch.dtype):
+        nn.Module.__init__(self)
+        self.heads, self.dropout = base.heads, base.dropout
+        self.in_proj = Int8Linear(base.in_proj_weight, base.in_proj_bias, act)
+        self.out_proj = Int8Linear(base.out_proj.weight, base.out_proj.bias, act)
+        self.train(base.training)
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        return self.in_proj(x)
+
+
 def int8_supported() -> bool:
     return hasattr(torch, "_weight_int8pack_mm")
 
@@ -50,10 +68,7 @@ def quantize_gpt_int8(model: nn.Module) -> nn.Module:
         raise RuntimeError("this torch build has no int8 weight-only matmul")
     act = next(model.parameters()).dtype
     for layer in model.h.layers:
-        attn = layer.self_attn
-        attn.in_proj_int8 = Int8Linear(attn.in_proj_weight, attn.in_proj_bias, act)
-        del attn.in_proj_weight, attn.in_proj_bias
-        attn.out_proj = Int8Linear(attn.out_proj.weight, attn.out_proj.bias, act)
+        layer.self_attn = Int8FusedSelfAttention(layer.self_attn, act)
         layer.linear1 = Int8Linear(layer.linear1.weight, layer.linear1.bias, act)
         layer.linear2 = Int8Linear(layer.linear2.weight, layer.linear2.bias, act)
     model.ar_predict_layer = Int8Linear(model.ar_predict_layer.weight, None, act)

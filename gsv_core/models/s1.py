@@ -222,10 +222,13 @@ class FusedSelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.in_proj_bias)
 
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3 * dim) stacked q/k/v; fast-path variants (gsv_core.models.quant) override only this."""
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
+
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], cache: Optional[KVCache], layer: int):
         batch, length, dim = x.shape
-        int8 = getattr(self, "in_proj_int8", None)  # set by gsv_core.models.quant (CPU int8 decoding)
-        qkv = int8(x) if int8 is not None else F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        qkv = self.project_qkv(x)
         q, k, v = qkv.view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if cache is not None:
             k, v = cache.write(layer, k, v)
