@@ -4,7 +4,7 @@
     python -m eval run --csv tests.csv --system base:s1.ckpt:s2.pth --system ft:s1ft.ckpt:s2ft.pth \\
         --ref ref.wav --ref-text "..." --asr-model pretrained_models/faster-whisper/large-v3 [--samples 2 ...]
     python -m eval report RUN_DIR
-    python -m eval asr ...            (the options of python -m eval.asr)
+    python -m eval asr ...            (the options of python -m gsv_core.asr)
 
 A run is resumable: start the same command again on the same run folder and finished utterances are skipped.
 """
@@ -89,7 +89,7 @@ def _config_from_args(args) -> "RunConfig":
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "asr":
-        from eval.asr import main as asr_main
+        from gsv_core.asr.__main__ import main as asr_main
 
         sys.argv[0] = "python -m eval asr"
         return asr_main(argv[1:])
@@ -105,14 +105,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(write_report(args.run_dir))
             return 0
         from config import settings
-        from eval.asr import ASRService
         from eval.report import write_report
         from eval.run import EvalCancelled, EvalRunner
-        from gsv_core.engine import ModelRegistry, TTSEngine
+        from gsv_core.api import Engine
+        from gsv_core.asr import ASRService
 
         config = _config_from_args(args)
-        engine = TTSEngine(ModelRegistry(settings), bert_dir=settings.bert_dir, hubert_dir=settings.hubert_dir,
-                           sv_path=settings.sv_path)
+        engine = Engine.open(settings)
+        for system in config.systems:  # the app's model-folder rule, as in the Eval tab
+            engine.check_model_path(system.gpt, "GPT")
+            engine.check_model_path(system.sovits, "SoVITS")
         runner = EvalRunner(engine, ASRService.from_settings(settings), settings)
 
         def progress(fraction: float, message: str) -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from gsv_core.errors import GSVError
+from gsv_core.fileio import write_json_atomic
 
 KINDS = ("mos", "smos", "ab", "cmos")
 KIND_LABELS = {"mos": "MOS (naturalness 1-5)", "smos": "SMOS (similarity to the reference 1-5)",
@@ -129,9 +130,7 @@ def _write_test(run_dir: Path, name: str, kind: str, systems: list[str], items: 
         out.append(rec)
     spec = dict(name=name, kind=kind, systems=systems, seed=int(seed), created=time.strftime("%Y-%m-%d %H:%M:%S"),
                 source=source, items=out)
-    tmp = tdir / "test.json.tmp"
-    tmp.write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, tdir / "test.json")
+    write_json_atomic(tdir / "test.json", spec)
     return ListeningTest(tdir)
 
 

@@ -63,6 +63,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+from gsv_core import languages
 from gsv_core.errors import GSVError
 
 
@@ -95,8 +96,6 @@ LANGUAGES: tuple[str, ...] = ("zh", "en", "mixed", "auto")
 NUMERAL_MODES: tuple[str | None, ...] = (None, "zh", "digits")
 #: scoring protocols of :func:`score_with_protocol`
 PROTOCOLS: tuple[str, ...] = ("gsv", "seed-tts-eval")
-_CHAR_LANGS = {"zh": "zh", "cmn": "zh", "yue": "zh", "ja": "zh", "ko": "zh", "all_zh": "zh", "all_yue": "zh",
-               "all_ja": "zh", "all_ko": "zh"}
 _MIXED_LANGS = {"mixed", "zh-en", "zh_en", "en-zh"}
 
 # Scored one character at a time: CJK radicals, strokes and symbols-with-letters (々〆〇), kana, bopomofo,
@@ -123,13 +122,14 @@ _DIGIT_JOINERS = ".,/\u2044"
 def canonical_language(lang: str | None, reference: str = "") -> str:
     """``zh``, ``en`` or ``mixed`` for a language code (``auto``/``None`` decided from the reference text)."""
     key = (lang or "auto").strip().lower()
-    if key in _CHAR_LANGS:
-        return "zh"
-    if key in ("en", "all_en", "eng", "english"):
-        return "en"
     if key in _MIXED_LANGS:
         return "mixed"
-    if key == "auto":
+    if key in ("all_en", "eng", "english"):
+        return "en"
+    code = languages.scoring_language(key)  # a text mode or .list code -> its language (the one table)
+    if code in languages.LANGUAGES:
+        return "zh" if languages.LANGUAGES[code].char_level else "en"
+    if key in ("auto", "auto_yue"):
         text = normalize_text(reference)
         has_cjk = bool(CJK_RE.search(text))
         has_latin = bool(_LATIN_WORD_RE.search(CJK_RE.sub(" ", text)))
@@ -206,7 +206,7 @@ def convert_numerals(text: str, mode: str | None) -> str:
 
 def normalize_text(text: str | None, drop_interjections: bool = False, numerals: str | None = None) -> str:
     """The scoring normalisation described in the module docstring (the same for references and hypotheses)."""
-    from eval.asr import to_simplified
+    from gsv_core.asr import to_simplified
 
     text = (text or "").replace("\u02bc", "'")
     text = _drop_lettered_symbols(text)

@@ -27,17 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from gsv_core import languages
+from gsv_core.engine.request import PARAMETERS, RequestError, SynthesisRequest
 from gsv_core.errors import GSVError
+from gsv_core.fileio import write_json_atomic
 
 ProgressFn = Callable[[float, str], Any]
 
-#: engine parameters a system may set (passed to SynthesisRequest as they are)
-SYSTEM_PARAMS = ("top_k", "top_p", "temperature", "repetition_penalty", "speed", "noise_scale", "pause",
-                 "split_method", "batch_size", "parallel", "max_tokens", "ref_lang")
+#: engine parameters a system may set: every synthesis parameter but those each utterance brings (text, language,
+#: seed) and those a system names itself (models, reference, aux references in the system's own keys)
+SYSTEM_PARAMS = tuple(n for n in PARAMETERS if n not in ("text", "text_lang", "seed", "id", "gpt_path", "sovits_path",
+                                                        "ref_audio", "ref_text"))
 #: ASR options a run may set besides the model folder and language
 ASR_PARAMS = ("vad_filter", "beam_size", "device", "compute_type", "max_new_tokens", "temperature")
 CSV_COLUMNS = ("id", "text", "ref_audio", "ref_text", "lang")
-TEXT_LANGS = ("zh", "en", "all_zh", "auto")
 
 
 class EvalError(GSVError):
@@ -108,9 +111,11 @@ def read_test_csv(path: str | os.PathLike, default_lang: str = "zh") -> list[Tes
             bad.append(f"duplicate id {rid!r} (first on line {seen[rid]})")
         if not cells.get("text"):
             bad.append("empty text")
-        lang = cells.get("lang") or default_lang
-        if lang not in TEXT_LANGS:
-            bad.append(f"unknown lang {lang!r} (use {', '.join(TEXT_LANGS)})")
+        lang = (cells.get("lang") or default_lang).strip().lower()
+        try:
+            languages.mode(lang)
+        except languages.LanguageError as exc:
+            bad.append(str(exc).replace("unknown language", "unknown lang"))
         ref = cells.get("ref_audio", "")
         if ref:
             ref_path = Path(ref).expanduser()
@@ -222,6 +227,11 @@ class RunConfig:
                     problems.append(f"{where}: {what} file not found: {rel(p)}")
             if bad:
                 problems.append(f"{where}: unknown parameter(s) {', '.join(bad)} (allowed: {', '.join(SYSTEM_PARAMS)})")
+            else:
+                try:
+                    SynthesisRequest.from_mapping(params)
+                except RequestError as exc:
+                    problems.append(f"{where}: {exc}")
             systems.append(SystemConfig(name, rel(gpt) or "", rel(sovits) or "", rel(ref_audio) or "",
                                         str(ref_text), params))
         rr = d.get("reroll") or {}
@@ -354,12 +364,12 @@ class EvalRunner:
         path = config.sv_path or getattr(self.settings, "sv_path", None)
         if not path or not Path(path).is_file():
             return None
-        return self.engine.registry.speaker(path)
+        return self.engine.speaker_encoder(path)
 
     def run(self, config: RunConfig, run_dir: str | os.PathLike | None = None, progress: Optional[ProgressFn] = None,
             cancel: Optional[threading.Event] = None) -> Path:
         """Run (or resume) ``config`` into ``run_dir``; returns the folder. Raises EvalCancelled when cancelled."""
-        from eval.asr import ASROptions, check_model_dir
+        from gsv_core.asr import ASROptions, check_model_dir
 
         report = progress or (lambda *_: None)
         run_dir = Path(run_dir or config.run_dir or self.default_run_dir()).expanduser()
@@ -375,9 +385,7 @@ class EvalRunner:
                 raise EvalError(f"{run_dir} holds a run with a different configuration; choose a new run folder "
                                 "(or start the same configuration again to resume)")
         else:
-            tmp = cfg_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(config.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
-            tmp.replace(cfg_path)
+            write_json_atomic(cfg_path, config.to_dict())
         results_path = run_dir / "results.jsonl"
         _repair_tail(results_path)
         done = {utterance_key(r["system"], r["id"], r["sample"]) for r in load_results(run_dir)}
@@ -415,18 +423,17 @@ class EvalRunner:
 
     def _attempt(self, tasks: list[_Task], attempt: int, config: RunConfig, run_dir: Path, asr_opts, encoder,
                  ref_cache: dict, cancel) -> None:
+        from gsv_core.api import Cancelled
         from gsv_core.audio import save_wav
-        from gsv_core.engine import Cancelled, SynthesisRequest
 
         requests = []
         for t in tasks:
             ref_audio = t.item.ref_audio or t.system.ref_audio
             ref_text = t.item.ref_text if t.item.ref_audio else t.system.ref_text
-            params = dict(t.system.params)
-            requests.append(SynthesisRequest(text=t.item.text, ref_audio=ref_audio, ref_text=ref_text,
-                                             text_lang=t.item.lang, gpt_path=t.system.gpt,
-                                             sovits_path=t.system.sovits, seed=seed_for(config.seed, t.sample, attempt),
-                                             id=t.item.id, **params))
+            base = SynthesisRequest(text=t.item.text, ref_audio=ref_audio, ref_text=ref_text, text_lang=t.item.lang,
+                                    gpt_path=t.system.gpt, sovits_path=t.system.sovits,
+                                    seed=seed_for(config.seed, t.sample, attempt), id=t.item.id)
+            requests.append(SynthesisRequest.from_mapping(t.system.params, base, where=f"system {t.system.name}"))
         # synthesize_many batches fragments of requests that share a GPT; group by system to keep that possible
         by_system: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):

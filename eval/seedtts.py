@@ -137,7 +137,7 @@ def score_utterance_seed(ref: str | None, hyp: str | None, lang: str | None = "a
     kind = seed_language(lang, ref or "")
     hyp = hyp or ""
     if kind == "zh" and simplify_hypothesis:
-        from eval.asr import to_simplified
+        from gsv_core.asr import to_simplified
 
         hyp = to_simplified(hyp)
     ref_norm, hyp_norm = seed_normalize(ref, kind), seed_normalize(hyp, kind)

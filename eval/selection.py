@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from eval.run import EvalError, RunConfig, SystemConfig
+from gsv_core import languages
+from gsv_core.fileio import write_text_atomic
+from gsv_core.formats import listfile
 
 ProgressFn = Callable[[float, str], None]
 
 #: the most pairs one selection evaluates; beyond it the latest GPT is paired with every SoVITS and vice versa
 MAX_PAIRS = 16
-_LANG_MAP = {"zh": "zh", "all_zh": "all_zh", "en": "en", "auto": "auto", "yue": "zh"}
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,11 @@ def candidate_pairs(gpts: Sequence[str], sovits: Sequence[str], baseline: Option
 
 
 def _read_list(path: Path) -> list[tuple[str, str, str, str]]:
-    rows = []
+    """(audio, speaker, language, text) of the usable rows of a split list the data stage wrote."""
     if not path.is_file():
-        return rows
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
-        parts = line.split("|", 3)
-        if len(parts) == 4 and parts[0].strip() and parts[3].strip():
-            rows.append((parts[0].strip(), parts[1].strip(), parts[2].strip().lower(), parts[3].strip()))
-    return rows
+        return []
+    parsed = listfile.read_list(path, strict=False)
+    return [(r.audio, r.speaker, r.lang, r.text) for r in parsed.rows if r.lang is not None]
 
 
 def write_test_csv(test_list: str | os.PathLike, out_csv: str | os.PathLike, max_sentences: int = 50) -> Path:
@@ -107,13 +106,8 @@ def write_test_csv(test_list: str | os.PathLike, out_csv: str | os.PathLike, max
     w.writerow(["id", "text", "lang"])
     for i, (path, _spk, lang, text) in enumerate(rows[:max_sentences]):
         stem = re.sub(r"[^\w\-.]", "_", Path(path).stem)[:60] or "utt"
-        w.writerow([f"{i:03d}_{stem}", text, _LANG_MAP.get(lang, "zh")])
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+        w.writerow([f"{i:03d}_{stem}", text, lang])
+    return write_text_atomic(out_csv, buf.getvalue())
 
 
 def pick_reference(refpool_list: str | os.PathLike, fallback_list: str | os.PathLike | None = None
@@ -125,7 +119,7 @@ def pick_reference(refpool_list: str | os.PathLike, fallback_list: str | os.Path
             continue
         for path, _spk, lang, text in _read_list(Path(src)):
             if Path(path).is_file():
-                return path, text, _LANG_MAP.get(lang, "zh")
+                return path, text, lang
     raise EvalError("no reference clip: the reference pool and the training list are empty or their audio is gone")
 
 
@@ -230,8 +224,8 @@ def select_for_experiment(settings, name: str, asr_model: Optional[str] = None, 
                           samples: int = 1, max_sentences: int = 50, baseline: bool = True, engine=None, asr=None,
                           progress=None, cancel: Optional[threading.Event] = None) -> SelectionResult:
     """Checkpoint selection for experiment ``name`` (used by the CLI and the Finetune tab)."""
-    from eval.asr import ASRService
-    from gsv_core.engine import ModelRegistry, TTSEngine
+    from gsv_core.api import Engine
+    from gsv_core.asr import ASRService
     from gsv_core.errors import GSVError
     from gsv_core.finetune.pipeline import Experiment
 
@@ -246,8 +240,8 @@ def select_for_experiment(settings, name: str, asr_model: Optional[str] = None, 
     ref_audio, ref_text, ref_lang = pick_reference(exp.layout.split_list("refpool"), exp.layout.split_list("train"))
     asr = asr or ASRService.from_settings(settings)
     model = asr_model or asr.default_model()  # raises a clear ASRError when there is none
-    engine = engine or TTSEngine(ModelRegistry(settings), settings=settings)
-    lang = asr_language or ("en" if exp.config.default_lang == "en" else "zh")
+    engine = engine or Engine.open(settings)
+    lang = asr_language or languages.whisper_language(exp.config.default_lang)
     sv = str(exp.pretrained()["sv"]) if Path(exp.pretrained()["sv"]).is_file() else ""
     import time as _t
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
@@ -361,27 +360,14 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, sr: int) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AudioError(f"{name}: cannot create the folder {target.parent} ({exc.strerror or exc})") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
+    from .fileio import atomic_path
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, pcm, rate, subtype="PCM_16", format="WAV")
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, target)
+        with atomic_path(target) as tmp:
+            sf.write(tmp, pcm, rate, subtype="PCM_16", format="WAV")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a saved wav is as readable as any other
     except OSError as exc:
-        _silent_unlink(tmp_name)
         raise AudioError(f"{name}: cannot write the WAV file ({exc.strerror or exc})") from None
-    except BaseException:
-        _silent_unlink(tmp_name)
-        raise
     return target
-
-
-def _silent_unlink(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass

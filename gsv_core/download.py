@@ -23,12 +23,13 @@ import argparse
 import os
 import shutil
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence, TextIO
 
 from huggingface_hub import hf_hub_download
+
+from .formats import safezip
 
 MODELS_REPO = "lj1995/GPT-SoVITS"
 G2PW_REPO = "XXXXRT/GPT-SoVITS-Pretrained"
@@ -389,20 +390,6 @@ def _fetch_file(repo_id: str, filename: str, target: Path, staging: Path, endpoi
         raise
 
 
-def _safe_extract(zip_path: Path, into: Path) -> None:
-    """Extract a zip, refusing members that would land outside ``into`` (absolute paths, ``..``)."""
-    into = into.resolve()
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            for member in zf.infolist():
-                dest = (into / member.filename).resolve()
-                if dest != into and into not in dest.parents:
-                    raise FetchError(f"{zip_path.name} holds a path outside its folder ({member.filename!r}); refused")
-            zf.extractall(into)
-    except zipfile.BadZipFile as exc:
-        raise FetchError(f"{zip_path.name} is not a valid zip file ({exc})") from None
-
-
 def _merge_move(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for child in src.iterdir():
@@ -424,7 +411,10 @@ def _fetch_archive(item: Item, root: Path, endpoint: str | None) -> None:
     unpack = staging / "unpacked"
     shutil.rmtree(unpack, ignore_errors=True)
     try:
-        _safe_extract(archive, unpack)
+        try:
+            safezip.extract(archive, unpack)
+        except safezip.ZipError as exc:
+            raise FetchError(str(exc)) from None
         marker_names = {PurePosixPath(n).name for n in _names(item.files[0])}
         found = [p.parent for p in sorted(unpack.rglob("*")) if p.is_file() and p.name in marker_names]
         if not found:

@@ -140,6 +140,17 @@ def list_code_to_mode(code: str) -> Optional[str]:
     return lang
 
 
+def list_code_to_language(code: str) -> Optional[str]:
+    """The front-end language a ``.list`` row of this code is read with when training (``ZH``/``all_zh`` -> zh,
+    ``JP`` -> ja, ...), as upstream's data preparation reads it; None for unknown codes and for ``auto``/
+    ``auto_yue`` (a training row names its language)."""
+    key = list_code_to_mode(code)
+    if key is None:
+        return None
+    lang = TEXT_MODES[key].language if key in TEXT_MODES else key
+    return lang if lang in LANGUAGES else None
+
+
 def mode_to_list_code(code: str) -> str:
     """The upper-case code a ``.list`` row of this text mode carries (``all_zh`` -> ``ZH``; ``auto`` stays)."""
     m = TEXT_MODES.get((code or "").lower())
@@ -166,22 +177,22 @@ def whisper_language(code: str) -> str:
 
 
 def display_name(code: str, ui_lang: str = "zh") -> str:
-    m = TEXT_MODES.get(code)
-    if m is None:
-        lang = LANGUAGES.get(code)
-        if lang is None:
-            return code
-        return lang.name_zh if ui_lang == "zh" else lang.name_en
-    return m.name_zh if ui_lang == "zh" else m.name_en
+    """The name of a text mode or language in ``ui_lang`` ("zh", "en" or "both")."""
+    entry = TEXT_MODES.get(code) or LANGUAGES.get(code)
+    if entry is None:
+        return code
+    if ui_lang == "both":
+        return f"{entry.name_zh} {entry.name_en}"
+    return entry.name_zh if ui_lang == "zh" else entry.name_en
 
 
-def choices(ui_lang: str = "zh") -> list[tuple[str, str]]:
+def choices(ui_lang: str = "both") -> list[tuple[str, str]]:
     """(label, code) pairs for a dropdown of every available text mode."""
     return [(f"{display_name(c, ui_lang)} · {c}", c) for c in text_modes()]
 
 
 __all__ = [
     "IMPLEMENTED", "LANGUAGES", "Language", "LanguageError", "TEXT_MODES", "TextMode", "all_text_modes",
-    "check_mode", "choices", "display_name", "list_code_to_mode", "mode", "mode_to_list_code", "scoring_language",
+    "check_mode", "choices", "display_name", "list_code_to_language", "list_code_to_mode", "mode", "mode_to_list_code", "scoring_language",
     "text_modes", "whisper_language",
 ]

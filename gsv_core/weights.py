@@ -144,7 +144,7 @@ __all__ = ["GPT_SUFFIXES", "KINDS", "ModelPathError", "SOVITS_SUFFIXES", "Weight
 def default_comparison(settings: Any, kind: str) -> tuple[Optional[str], Optional[str]]:
     """(baseline, finetuned) paths an A/B form starts with: the newest finetuned file as "finetuned", and as
     "baseline" the official base model of the same version when it is present (else the oldest other finetuned
-    file). Either may be None when nothing fits."""
+    file, else that same file). Both are None when there is no file of ``kind``."""
     files = list_weights(settings, kind)
     tuned = [w for w in files if not w.pretrained]
     base = [w for w in files if w.pretrained]
@@ -164,4 +164,6 @@ def default_comparison(settings: Any, kind: str) -> tuple[Optional[str], Optiona
         baseline = (matching or base)[0]
     elif len(tuned) > 1:
         baseline = min((w for w in tuned if w is not finetuned), key=mtime)
+    else:
+        baseline = finetuned  # a single file: both sides start on it; the user picks the other
     return (baseline.path if baseline else None), (finetuned.path if finetuned else None)

@@ -1,4 +1,4 @@
-"""The ASR tab: layout and event wiring over :mod:`eval.asr` (all the logic lives in the service)."""
+"""The ASR tab: layout and event wiring over :mod:`gsv_core.asr` (all the logic lives in the service)."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from eval import asr as asr_svc
+from gsv_core import asr as asr_svc
 from gsv_core.errors import GSVError
 
 from .common import on_page_load

@@ -1,5 +1,5 @@
-"""UI helpers shared by the tabs: user errors shown as readable messages, and the one-line placeholders of tabs
-whose issue has not landed yet."""
+"""UI helpers shared by the tabs: user errors shown as readable messages, and the hooks that refresh lists on
+every page load."""
 from __future__ import annotations
 
 import contextlib
@@ -14,22 +14,6 @@ import gradio as gr
 from gsv_core.errors import GSVError
 
 log = logging.getLogger("gsv.pages")
-
-#: what each tab will hold, shown until the tab's own issue lands (no fake controls in the meantime)
-PLANNED = {
-    "Finetune": "One-click data cleaning, feature extraction and SoVITS/GPT finetuning, with checkpoints ranked by "
-    "the Eval loop.",
-    "Eval": "TTS → ASR → CER/WER, speaker similarity, RTF → report comparing baseline and finetuned models; blind "
-    "A/B and MOS listening tests.",
-    "RefAudio": "A reference-audio library with parameter sweeps, scoring and saved voice presets.",
-    "ASR": "faster-whisper transcription of a file or folder into a GPT-SoVITS .list, CSV or SRT, with a table to "
-    "proofread the text.",
-}
-
-
-def planned_tab(name: str) -> None:
-    gr.Markdown(f"**{name}** — coming with its issue: {PLANNED[name]}")
-
 
 def _as_gr_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, gr.Error):

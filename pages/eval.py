@@ -59,7 +59,7 @@ def _pick(pairs: list[tuple[str, str]], index: int = 0) -> Optional[str]:
 
 
 def build_eval_tab(settings: Any, services: Any) -> dict[str, Any]:
-    from eval import asr as asr_mod
+    from gsv_core import asr as asr_mod
     from eval.run import CSVFormatError, EvalError, RerollRule, RunConfig, SystemConfig, read_test_csv
 
     reports_dir = Path(settings.reports_dir).expanduser().resolve()

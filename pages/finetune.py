@@ -172,8 +172,9 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
             c["bert_dir"] = gr.Textbox(label="BERT folder")
             c["hubert_dir"] = gr.Textbox(label="HuBERT folder")
             c["sv_path"] = gr.Textbox(label="speaker model (v2Pro/v2ProPlus)")
-    gpu = _gpu_memory_gb()
-    default_bs = max(1, int(gpu // 2)) if gpu else 4
+    from gsv_core.finetune.common import suggested_batch_size
+
+    default_bs = suggested_batch_size(settings.device)
     with gr.Row():
         with gr.Column():
             gr.Markdown("**SoVITS (s2)**")
@@ -370,7 +371,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
             cfg = config_from_form(values)
             transcribe = None
             if values.get("asr_check"):
-                from eval.asr import ASRService, transcriber
+                from gsv_core.asr import ASRService, transcriber
 
                 if not asr_model:
                     raise FinetuneError(f"the transcript check needs an ASR model: none found under "
@@ -516,20 +517,9 @@ def _selection_rows(layout) -> list[list[Any]]:
     return rows
 
 
-def _gpu_memory_gb() -> float:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_properties(0).total_memory / 2**30 + 0.4
-    except Exception:  # noqa: BLE001
-        pass
-    return 0.0
-
-
 def _asr_models(settings) -> list[str]:
     try:
-        from eval.asr import list_models
+        from gsv_core.asr import list_models
 
         return list_models(settings.whisper_dir)
     except Exception:  # noqa: BLE001

@@ -83,27 +83,6 @@ def parse_list_values(text: Any, what: str) -> list[str]:
     return values
 
 
-def _check_model_paths(services: Any, base: dict, compare: str, values: Any) -> None:
-    """Every GPT/SoVITS path of a sweep must lie in the app's model folders (Services.check_model_path)."""
-    check = getattr(services, "check_model_path", None)
-    if check is None:
-        return
-    found: list[tuple[str, Any]] = [("GPT", base.get("gpt_path")), ("SoVITS", base.get("sovits_path"))]
-    if compare == "gpt_path":
-        found += [("GPT", v) for v in values or []]
-    elif compare == "sovits_path":
-        found += [("SoVITS", v) for v in values or []]
-    elif compare == "models":
-        found += [pair for g, s_ in values or [] for pair in (("GPT", g), ("SoVITS", s_))]
-    elif compare == "full" and isinstance(values, dict):
-        for key, what in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
-            v = values.get(key) or []
-            found += [(what, p) for p in (v if isinstance(v, list) else [v])]
-    for what, path in found:
-        if path:
-            check(path, what)
-
-
 def parse_values(compare: str, text: str, gpt_values: Sequence[str], sovits_values: Sequence[str],
                  grid: dict[str, str]) -> Any:
     """The ``values`` of a TaskSpec from the form fields of the Sweep sub-tab."""
@@ -158,21 +137,13 @@ def parse_regions(text: Any) -> list[dict]:
 
 
 def _safe_extract(zip_path: Path, dest: Path) -> list[Path]:
-    """Unpack an uploaded zip into ``dest``; any absolute or '..' entry refuses the whole file."""
-    if not zipfile.is_zipfile(zip_path):
-        raise RefAudioPageError(f"{zip_path.name} is not a zip file.")
-    with zipfile.ZipFile(zip_path) as z:
-        infos = z.infolist()
-        if sum(i.file_size for i in infos) > UPLOAD_LIMIT:
-            raise RefAudioPageError(f"{zip_path.name} unpacks to more than 2 GiB; refusing.")
-        for info in infos:
-            pp = PurePosixPath(info.filename)
-            if pp.is_absolute() or ".." in pp.parts or "\\" in info.filename or ":" in info.filename:
-                raise RefAudioPageError(f"{zip_path.name}: unsafe entry name {info.filename!r} (absolute or '..'); "
-                                        "refusing the whole file.")
-        dest.mkdir(parents=True, exist_ok=True)
-        z.extractall(dest)
-        return [dest / i.filename for i in infos if not i.is_dir()]
+    """Unpack an uploaded zip into ``dest`` (gsv_core.formats.safezip's rules)."""
+    from gsv_core.formats import safezip
+
+    try:
+        return safezip.extract(zip_path, dest, max_bytes=UPLOAD_LIMIT)
+    except safezip.ZipError as exc:
+        raise RefAudioPageError(str(exc)) from None
 
 
 def _staging(svc, kind: str) -> Path:
@@ -859,7 +830,6 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
                 "top_k": top_k, "top_p": top_p, "temperature": temperature, "repetition_penalty": repetition_penalty,
                 "speed": speed, "split_method": split_method, "pause": pause, "noise_scale": noise_scale,
                 "max_tokens": int(max_tokens or 0) or None}
-        _check_model_paths(services, base, compare, vals)
         lines = [(t.strip(), text_lang or "zh") for t in str(texts or "").splitlines() if t.strip()]
         spec = TaskSpec(role_id=rid, name=name or "", compare=compare, base=base, texts=lines, values=vals,
                         ref_clip_ids=parse_ids(ref_ids, "reference clip ids"), ref_categories=ref_categories or (),

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from gsv_core import weights
+from gsv_core import languages, weights
 from gsv_core.errors import GSVError
+from gsv_core.fileio import write_text_atomic
 
 
 #: split methods with the names the UI shows (upstream's cut0..cut5)
@@ -34,18 +35,9 @@ SPLIT_LABELS = OrderedDict(
         ("cut5", "cut5 · at every punctuation mark"),
     ]
 )
-LANG_LABELS = OrderedDict(
-    [
-        ("zh", "zh · Chinese with English words"),
-        ("all_zh", "all_zh · Chinese only"),
-        ("en", "en · English"),
-        ("auto", "auto · detect per segment"),
-    ]
-)
+#: text modes with the names the UI shows, from the one language table
+LANG_LABELS = OrderedDict((code, label) for label, code in languages.choices())
 HISTORY_SIZE = 50
-#: the parameters a history entry records and "reuse parameters" restores, in the order the TTS tab lists them
-PARAM_FIELDS = ("text", "text_lang", "ref_text", "ref_lang", "split_method", "top_k", "top_p", "temperature",
-                "repetition_penalty", "speed", "pause", "seed", "max_tokens", "gpt_path", "sovits_path")
 
 
 # -- weight files -------------------------------------------------------------------------------------------------
@@ -125,11 +117,8 @@ class HistoryStore:
         with self._lock:
             self._entries.append(entry)
             self._entries = self._entries[-self.size:]
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(dataclasses.asdict(e), ensure_ascii=False) + "\n"
-                                   for e in self._entries), encoding="utf-8")
-            tmp.replace(self.path)
+            write_text_atomic(self.path, "".join(json.dumps(dataclasses.asdict(e), ensure_ascii=False) + "\n"
+                                                 for e in self._entries), fsync=False)
         return entry
 
     def entries(self) -> list[HistoryEntry]:
@@ -210,9 +199,9 @@ class Services:
         """The TTS engine, created on first use so the app starts fast and starts even without models."""
         with self._engine_lock:
             if self._engine is None:
-                from gsv_core.engine import ModelRegistry, TTSEngine
+                from gsv_core.api import Engine
 
-                self._engine = TTSEngine(ModelRegistry(self.settings))
+                self._engine = Engine.open(self.settings)
             return self._engine
 
     @property
@@ -258,62 +247,38 @@ class Services:
 
     # requests ------------------------------------------------------------------------------------------------
 
-    def make_request(self, *, text: str, ref_audio: Any, ref_text: str = "", ref_lang: str = "zh",
-                     text_lang: str = "zh", gpt_path: Optional[str] = None, sovits_path: Optional[str] = None,
-                     aux_refs: Sequence[Any] = (), split_method: str = "cut1", top_k: Any = 15, top_p: Any = 1.0,
-                     temperature: Any = 1.0, repetition_penalty: Any = 1.35, speed: Any = 1.0, pause: Any = 0.3,
-                     seed: Any = -1, random_seed: bool = False, max_tokens: Any = 0, for_batch: bool = False):
-        """A validated SynthesisRequest from UI/API values (numbers may arrive as floats or strings).
+    def make_request(self, values: Optional[dict] = None, *, random_seed: bool = False, for_batch: bool = False,
+                     **fields: Any):
+        """A validated SynthesisRequest from UI/API values (a mapping and/or keyword fields named like
+        :data:`gsv_core.engine.request.PARAMETERS`; numbers may arrive as floats or strings, bad ones are named).
 
-        ``for_batch``: the base request of a CSV batch, whose rows bring the text and may bring the reference."""
-        from gsv_core.engine import SynthesisRequest
+        The models must be listed ones (the model-folder rule). ``random_seed`` (or seed -1) draws the seed here,
+        so A and B (and the history) share it. ``for_batch``: the base request of a CSV batch, whose rows bring the
+        text and may bring the reference."""
+        from gsv_core.api import Engine
 
-        if not gpt_path or not sovits_path:
+        values = {**dict(values or {}), **fields}
+        if not values.get("gpt_path") or not values.get("sovits_path"):
             raise GSVError(self.no_models_message() or "Choose a GPT and a SoVITS model first.")
-        gpt_path = self.check_model_path(gpt_path, "GPT")
-        sovits_path = self.check_model_path(sovits_path, "SoVITS")
-        if ref_audio in (None, "") and not for_batch:
+        if values.get("ref_audio") in (None, "") and not for_batch:
             raise GSVError("No reference audio: upload or record a 3-10 second clip of the voice to clone.")
-
-        def integer(value: Any, name: str) -> int:
-            try:
-                f = float(value)
-            except (TypeError, ValueError):
-                raise GSVError(f"{name} must be a whole number, not {value!r}") from None
-            if f != int(f):
-                raise GSVError(f"{name} must be a whole number, not {value!r}")
-            return int(f)
-
-        def number(value: Any, name: str) -> float:
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise GSVError(f"{name} must be a number, not {value!r}") from None
-
-        seed_value = -1 if random_seed else integer(seed if seed not in (None, "") else -1, "seed")
-        if seed_value < 0:
-            seed_value = secrets.randbelow(2**31)  # chosen here so that A and B (and the history) share it
-        cap = integer(max_tokens or 0, "max tokens")
-        req = SynthesisRequest(
-            text=text or "", ref_audio=str(ref_audio) if ref_audio not in (None, "") else None, ref_text=(ref_text or "").strip(), ref_lang=ref_lang,
-            text_lang=text_lang, gpt_path=gpt_path, sovits_path=sovits_path,
-            aux_refs=tuple(str(a) for a in (aux_refs or ()) if a), split_method=split_method,
-            top_k=integer(top_k, "top_k"), top_p=number(top_p, "top_p"), temperature=number(temperature, "temperature"),
-            repetition_penalty=number(repetition_penalty, "repetition penalty"), speed=number(speed, "speed"),
-            pause=number(pause, "pause"), seed=seed_value, max_tokens=cap if cap > 0 else None,
-        )
+        if random_seed:
+            values["seed"] = -1
+        if "text" in values and values["text"] is None:
+            values["text"] = ""
+        req = Engine.request(values)
+        self.check_model_path(req.gpt_path, "GPT")
+        self.check_model_path(req.sovits_path, "SoVITS")
+        if req.seed < 0:
+            req = req.replace(seed=secrets.randbelow(2**31))
         if for_batch:
             return req  # each row is validated by the engine; a bad row is recorded, the batch goes on
         return req.validate()
 
     @staticmethod
     def request_params(req) -> dict[str, Any]:
-        d = {k: getattr(req, k) for k in PARAM_FIELDS}
-        d["gpt_path"], d["sovits_path"] = str(req.gpt_path), str(req.sovits_path)
-        d["max_tokens"] = req.max_tokens or 0
-        d["ref_audio"] = str(req.ref_audio)
-        d["aux_refs"] = list(req.aux_refs)
-        return d
+        """What a history entry keeps of a request (everything :meth:`make_request` can take back)."""
+        return req.to_mapping()
 
     # synthesis -----------------------------------------------------------------------------------------------
 
@@ -368,7 +333,7 @@ class Services:
             yield (chunk.sample_rate, to_int16(chunk.audio)), None
         wall = time.perf_counter() - started
         audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-        info = self.engine.registry.sovits(req.sovits_path)[1]
+        info = self.engine.model_info(req.sovits_path, "SoVITS")
         result = SynthesisResult(sr, audio, req.seed, fragments, {}, wall, str(req.gpt_path), str(req.sovits_path),
                                  getattr(info, "version", "?"), req)
         yield None, self._record(result, "stream")
@@ -393,7 +358,7 @@ class Services:
     def run_batch(self, base_req, csv_path: Any, key: str = "cli",
                   progress: Optional[Callable[[float, str], None]] = None, out_dir: Optional[Path] = None) -> BatchOutcome:
         """A CSV (id, text[, ref, ref_text, ...]) -> wavs + results.csv (+ a zip of both) with gsv_core.tts.run_batch."""
-        from gsv_core.tts import read_batch_csv, run_batch
+        from gsv_core.batch import read_batch_csv, run_batch
 
         if not csv_path:
             raise GSVError("No CSV file: upload a CSV with the columns id and text (optionally ref, ref_text).")
@@ -405,7 +370,7 @@ class Services:
         cancel = self.cancel_event(key)
         try:
             results = run_batch(self.engine, base_req, csv_path, out_dir, progress=progress, cancel=cancel,
-                                shown=shown)
+                                shown=shown, check_row=self.engine.check_request_models)
         finally:
             with self._cancel_lock:
                 if self._cancels.get(key) is cancel:
@@ -429,13 +394,13 @@ class Services:
                            "type the reference text, or leave it empty for reference-free mode (v2 and later).")
         if audio in (None, ""):
             raise GSVError("No reference audio to transcribe: upload or record it first.")
-        from eval.asr import ASROptions
+        from gsv_core.asr import ASROptions
 
         models = self.asr.list_models()
         if not models:
             raise GSVError(f"No faster-whisper model in {self.settings.whisper_dir}: put a CTranslate2 Whisper folder "
                            "there (see the ASR tab), or type the reference text.")
-        language = {"all_zh": "zh", "zh": "zh", "en": "en"}.get(lang, "auto")
+        language = languages.whisper_language(lang)
         rows = self.asr.transcribe([str(audio)], ASROptions(model_dir=models[0], language=language, t2s=True))
         if not rows or not rows[0].ok:
             raise GSVError(rows[0].error if rows else "The reference audio could not be transcribed.")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
 
+from gsv_core.engine.request import SynthesisRequest
 from gsv_core.errors import GSVError
 
 from .common import on_page_load, user_errors
@@ -50,6 +51,7 @@ def _pick(pairs: list[tuple[str, str]], current: Any, index: int = 0) -> Any:
 def build_tts_tab(services: Services) -> dict[str, Any]:
     gpts, sovitss = services.gpt_choices(), services.sovits_choices()
     c: dict[str, Any] = {}
+    D = SynthesisRequest.defaults()  # every widget default comes from the request schema
 
     # -- models ------------------------------------------------------------------------------------------------
     with gr.Row(equal_height=True):
@@ -82,7 +84,7 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
             c["ref_text"] = gr.Textbox(label="参考文本 Reference text (empty → reference-free, v2+)", lines=2,
                                        elem_id="tts-ref-text")
             with gr.Row(equal_height=True):
-                c["ref_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value="zh",
+                c["ref_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value=D["ref_lang"],
                                             label="Reference language", min_width=220, elem_id="tts-ref-lang")
                 if services.asr is not None:
                     c["transcribe"] = gr.Button("Transcribe the reference with ASR 识别参考文本", size="sm",
@@ -94,9 +96,9 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
             c["text"] = gr.Textbox(label="合成文本 Text to synthesise", lines=6, elem_id="tts-text",
                                    value="今天天气很好，我们去公园散步吧。")
             with gr.Row():
-                c["text_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value="zh",
+                c["text_lang"] = gr.Dropdown([(v, k) for k, v in LANG_LABELS.items()], value=D["text_lang"],
                                              label="Text language")
-                c["split"] = gr.Dropdown([(v, k) for k, v in SPLIT_LABELS.items()], value="cut1",
+                c["split"] = gr.Dropdown([(v, k) for k, v in SPLIT_LABELS.items()], value=D["split_method"],
                                          label="Split method 切分")
             with gr.Accordion("Help: inline pinyin and pause tags, modes 帮助", open=False):
                 gr.Markdown(TAGS_HELP)
@@ -104,19 +106,28 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
     # -- parameters --------------------------------------------------------------------------------------------
     with gr.Accordion("Sampling and prosody 参数", open=True):
         with gr.Row():
-            c["top_k"] = gr.Slider(1, 100, value=15, step=1, label="top_k")
-            c["top_p"] = gr.Slider(0.05, 1.0, value=1.0, step=0.01, label="top_p")
-            c["temperature"] = gr.Slider(0.0, 2.0, value=1.0, step=0.01, label="temperature")
-            c["repetition_penalty"] = gr.Slider(0.5, 2.0, value=1.35, step=0.01, label="repetition penalty")
+            c["top_k"] = gr.Slider(1, 100, value=D["top_k"], step=1, label="top_k")
+            c["top_p"] = gr.Slider(0.05, 1.0, value=D["top_p"], step=0.01, label="top_p")
+            c["temperature"] = gr.Slider(0.0, 2.0, value=D["temperature"], step=0.01, label="temperature")
+            c["repetition_penalty"] = gr.Slider(0.5, 2.0, value=D["repetition_penalty"], step=0.01,
+                                                label="repetition penalty")
         with gr.Row():
-            c["speed"] = gr.Slider(0.6, 1.65, value=1.0, step=0.05, label="speed 语速")
-            c["pause"] = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="pause between fragments (s)")
-            c["max_tokens"] = gr.Slider(0, 1500, value=0, step=1, elem_id="tts-max-tokens",
+            c["speed"] = gr.Slider(0.6, 1.65, value=D["speed"], step=0.05, label="speed 语速")
+            c["pause"] = gr.Slider(0.0, 1.0, value=D["pause"], step=0.01, label="pause between fragments (s)")
+            c["max_tokens"] = gr.Slider(0, 1500, value=D["max_tokens"] or 0, step=1, elem_id="tts-max-tokens",
                                         label="max semantic tokens per fragment (0 = model limit; 25 per second)")
         with gr.Row():
             c["seed"] = gr.Number(value=0, precision=0, label="seed", minimum=0, maximum=2**32 - 1)
             c["random_seed"] = gr.Checkbox(value=True, label="random seed each time 随机种子")
             c["seed_used"] = gr.Number(label="seed used 实际种子", interactive=False, precision=0)
+    with gr.Accordion("Advanced 高级 (noise, batching)", open=False):
+        with gr.Row():
+            c["noise_scale"] = gr.Slider(0.0, 1.0, value=D["noise_scale"], step=0.01, label="noise scale 噪声",
+                                         info="SoVITS sampling noise (upstream's default 0.5)")
+            c["batch_size"] = gr.Slider(1, 32, value=D["batch_size"], step=1, label="batch size",
+                                        info="fragments the GPT decodes together")
+            c["parallel"] = gr.Checkbox(value=D["parallel"], label="parallel decoding 并行推理",
+                                        info="decode fragments as a batch (upstream's parallel_infer)")
 
     # -- outputs -----------------------------------------------------------------------------------------------
     with gr.Row():
@@ -180,11 +191,27 @@ def _product_choices(services: Services) -> list[tuple[str, int]]:
     return product_choices(services.refaudio)
 
 
+#: the form's inputs of a synthesis, in the order of the /tts API (new parameters are appended at the end), with
+#: the request field each one fills (None: not a request field)
+FORM_FIELDS = (("gpt", "gpt_path"), ("sovits", "sovits_path"), ("ref_audio", "ref_audio"), ("ref_text", "ref_text"),
+               ("ref_lang", "ref_lang"), ("aux_refs", "aux_refs"), ("text", "text"), ("text_lang", "text_lang"),
+               ("split", "split_method"), ("top_k", "top_k"), ("top_p", "top_p"), ("temperature", "temperature"),
+               ("repetition_penalty", "repetition_penalty"), ("speed", "speed"), ("pause", "pause"),
+               ("seed", "seed"), ("random_seed", None), ("max_tokens", "max_tokens"), ("noise_scale", "noise_scale"),
+               ("batch_size", "batch_size"), ("parallel", "parallel"))
+
+
+def form_values(values: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+    """(request values, random seed?) of the form's inputs in FORM_FIELDS order."""
+    named = dict(zip((k for k, _ in FORM_FIELDS), values))
+    fields = {f: named[k] for k, f in FORM_FIELDS if f is not None}
+    fields["aux_refs"] = [str(a) for a in (fields.get("aux_refs") or []) if a]
+    return fields, bool(named.get("random_seed"))
+
+
 #: TTS form fields a product fills, in output order, with the request-value key each comes from
-PRODUCT_FIELDS = (("ref_text", "ref_text"), ("ref_lang", "ref_lang"), ("text_lang", "text_lang"),
-                  ("split", "split_method"), ("top_k", "top_k"), ("top_p", "top_p"), ("temperature", "temperature"),
-                  ("repetition_penalty", "repetition_penalty"), ("speed", "speed"), ("pause", "pause"),
-                  ("max_tokens", "max_tokens"))
+PRODUCT_FIELDS = tuple((k, f) for k, f in FORM_FIELDS
+                       if f not in (None, "gpt_path", "sovits_path", "ref_audio", "aux_refs", "text", "seed"))
 
 
 def _wire_products(services: Services, c: dict[str, Any]) -> None:
@@ -261,17 +288,11 @@ def _progress_cb(progress):
 
 
 def _wire(services: Services, c: dict[str, Any]) -> None:
-    params = [c[k] for k in ("gpt", "sovits", "ref_audio", "ref_text", "ref_lang", "aux_refs", "text", "text_lang",
-                             "split", "top_k", "top_p", "temperature", "repetition_penalty", "speed", "pause", "seed",
-                             "random_seed", "max_tokens")]
+    params = [c[k] for k, _ in FORM_FIELDS]
 
-    def make_req(gpt, sovits, ref_audio, ref_text, ref_lang, aux_refs, text, text_lang, split, top_k, top_p,
-                temperature, repetition_penalty, speed, pause, seed, random_seed, max_tokens, for_batch=False):
-        return services.make_request(
-            text=text, ref_audio=ref_audio, ref_text=ref_text, ref_lang=ref_lang, text_lang=text_lang,
-            gpt_path=gpt, sovits_path=sovits, aux_refs=aux_refs or (), split_method=split, top_k=top_k,
-            top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty, speed=speed, pause=pause,
-            seed=seed, random_seed=random_seed, max_tokens=max_tokens, for_batch=for_batch)
+    def make_req(*values, for_batch=False):
+        fields, random_seed = form_values(values)
+        return services.make_request(fields, random_seed=random_seed, for_batch=for_batch)
 
     def history_updates():
         ids = _history_ids(services)
@@ -357,16 +378,20 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
 
     c["replay"].click(replay, c["history_pick"], [c["history_audio"], c["history_info"]], api_name="history_replay")
 
-    reuse_keys = ("text", "text_lang", "ref_text", "ref_lang", "split", "top_k", "top_p", "temperature",
-                  "repetition_penalty", "speed", "pause", "seed", "max_tokens", "gpt", "sovits")
-    param_names = {"split": "split_method", "gpt": "gpt_path", "sovits": "sovits_path"}
+    reuse_keys = [k for k, f in FORM_FIELDS if f not in (None, "ref_audio", "aux_refs")]
 
     @user_errors
     def reuse(entry_id):
         p = services.history.get(entry_id).params
-        values = [p.get(param_names.get(k, k)) for k in reuse_keys]
+        field_of = dict(FORM_FIELDS)
+        values = []
+        for k in reuse_keys:
+            v = p.get(field_of[k])
+            values.append(gr.skip() if v is None and k not in ("max_tokens",) else (v or 0) if k == "max_tokens"
+                          else v)
         gpts, sovitss = [v for _, v in services.gpt_choices()], [v for _, v in services.sovits_choices()]
-        missing = [Path(v).name for v, have in ((values[-2], gpts), (values[-1], sovitss)) if v not in have]
+        missing = [Path(v).name for v, have in ((p.get("gpt_path"), gpts), (p.get("sovits_path"), sovitss))
+                   if v not in have]
         if missing:
             raise gr.Error(f"The models of this entry are no longer in the weight folders: {', '.join(missing)}")
         ref = p.get("ref_audio")
@@ -384,11 +409,8 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
 
     # batch
     @user_errors
-    def batch(csv_file, gpt, sovits, ref_audio, ref_text, ref_lang, aux_refs, text, text_lang, split, top_k, top_p,
-              temperature, repetition_penalty, speed, pause, seed, random_seed, max_tokens, request: gr.Request,
-              progress=gr.Progress()):
-        req = make_req(gpt, sovits, ref_audio, ref_text, ref_lang, aux_refs, text, text_lang, split, top_k, top_p,
-                       temperature, repetition_penalty, speed, pause, seed, random_seed, max_tokens, for_batch=True)
+    def batch(request: gr.Request, csv_file, *values, progress=gr.Progress()):
+        req = make_req(*values, for_batch=True)
         key = request.session_hash if request is not None and request.session_hash else "api"
         outcome = services.run_batch(req, csv_file, key=key, progress=_progress_cb(progress))
         headers = list(outcome.rows[0]) if outcome.rows else ["id"]

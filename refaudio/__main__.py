@@ -47,13 +47,12 @@ def _service(args, need_engine: bool = False):
     factory = None
     if need_engine:
         def factory():
-            from gsv_core.engine import ModelRegistry, TTSEngine
+            from gsv_core.api import Engine
 
-            return TTSEngine(ModelRegistry(settings), bert_dir=settings.bert_dir, hubert_dir=settings.hubert_dir,
-                             sv_path=settings.sv_path)
+            return Engine.open(settings)
     asr = None
     if not args.no_asr:
-        from eval.asr import ASRService
+        from gsv_core.asr import ASRService
 
         asr = ASRService.from_settings(settings)
     return RefAudioService(settings, engine_factory=factory, asr_service=asr, auto_resume=False,

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from gsv_core.errors import GSVError
-from gsv_core.fileio import write_bytes_atomic
 
 PathLike = Union[str, os.PathLike]
 
@@ -106,30 +104,4 @@ def audio_extension(path: PathLike) -> str:
     return ext if ext in AUDIO_EXTENSIONS else ""
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    return write_bytes_atomic(path, data)
 
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_copy(src: PathLike, dst: PathLike) -> Path:
-    target = Path(dst)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return target
-
-
-def _unlink(name: PathLike) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass

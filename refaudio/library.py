@@ -17,12 +17,16 @@ import numpy as np
 from gsv_core.errors import AudioError, GSVError
 
 from .db import Database, NotFound, in_list, order_by
-from .files import PathGuard, atomic_copy, audio_extension
+from gsv_core import languages
+from gsv_core.fileio import atomic_path, copy_atomic
+from gsv_core.formats import listfile
+
+from .files import PathGuard, audio_extension
 
 Progress = Callable[[float, str], None]
 
-#: languages the engine reads (SynthesisRequest.TEXT_LANGS); rows in others are reported, not imported
-LANGUAGES = ("zh", "en", "all_zh", "auto")
+#: languages a clip may carry: the engine's text modes (the one language table); rows in others are reported
+LANGUAGES = languages.text_modes()
 BUILTIN_CATEGORIES = ("default", "invalid")
 MIN_REF_S, MAX_REF_S = 3.0, 10.0
 NAME_LIMIT = 200
@@ -314,7 +318,7 @@ class Library:
                  1 if is_valid_duration(duration) else 0, digest, size, 1 if manual_checked else 0, remark,
                  source_clip_id, split[0] if split else None, split[1] if split else None)).lastrowid)
             target = self.role_dir(role_id) / "clips" / f"{clip_id}{ext}"
-            atomic_copy(src, target)  # inside the transaction: a failed copy leaves no row behind
+            copy_atomic(src, target)  # inside the transaction: a failed copy leaves no row behind
             conn.execute("UPDATE clips SET file = ? WHERE id = ?", (self.guard.relative(target), clip_id))
         return clip_id, "added"
 
@@ -327,38 +331,32 @@ class Library:
         imported is reported with its line number and reason; clips outside 3-10 s are imported marked invalid."""
         list_path = Path(list_path)
         self.role(role_id)
-        if not list_path.is_file():
-            raise LibraryError(f".list file not found: {list_path}")
         try:
-            content = list_path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise LibraryError(f"{list_path}: not UTF-8 text (byte {exc.start}); save the .list as UTF-8") from None
+            parsed = listfile.read_list(list_path, strict=False)
+        except listfile.ListFormatError as exc:
+            raise LibraryError(str(exc)) from None
         base = Path(base_dir) if base_dir else list_path.parent
         report = ImportReport()
-        lines = [(no, line) for no, line in enumerate(content.splitlines(), 1) if line.strip()]
+        issues = {p.line: p for p in parsed.problems}
+        lines = sorted({*issues, *(r.line for r in parsed.rows)})
         if not lines:
             raise LibraryError(f"{list_path}: the file has no entries")
-        for n, (no, line) in enumerate(lines):
+        rows = {r.line: r for r in parsed.rows}
+        for n, no in enumerate(lines):
             if cancel is not None and cancel():
                 break
             if progress is not None:
                 progress(n / len(lines), f"line {no}")
-            parts = line.split("|", 3)
-            if len(parts) != 4:
-                report.errors.append(ImportIssue(no, parts[0].strip(), "expected audio|speaker|language|text "
-                                                 f"separated by '|', found {len(parts)} field(s)"))
+            row = rows.get(no)
+            if row is None or no in issues:
+                report.errors.append(ImportIssue(no, row.audio if row else issues[no].raw.split("|", 1)[0].strip(),
+                                                 issues[no].reason))
                 continue
-            audio, _speaker, lang, text = (p.strip() for p in parts)
-            lang = lang.lower()
-            if not audio:
-                report.errors.append(ImportIssue(no, audio, "empty audio path"))
-                continue
-            if lang not in LANGUAGES:
-                report.errors.append(ImportIssue(no, audio, f"language {lang!r} is not supported by this engine "
-                                                 f"(use {', '.join(LANGUAGES)})"))
-                continue
-            if not text:
-                report.errors.append(ImportIssue(no, audio, "empty transcript"))
+            audio, text = row.audio, row.text
+            lang = row.lang
+            if lang not in languages.text_modes():
+                report.errors.append(ImportIssue(no, audio, f"language {row.lang_code!r} cannot be read by this "
+                                                 f"engine (use one of {', '.join(languages.text_modes())})"))
                 continue
             src = Path(audio).expanduser()
             if not src.is_absolute():
@@ -395,16 +393,13 @@ class Library:
         spk = speaker or role["name"]
         lines = []
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        with atomic_path(dest, fsync=False) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
             for r in rows:
                 arc = f"audio/{r['id']}{Path(r['file']).suffix}"
                 z.write(self.clip_path(r), arc)
                 text = r["transcript"].replace("\n", " ").replace("\r", " ")
                 lines.append(f"{arc}|{spk.replace('|', '_')}|{r['language']}|{text}")
             z.writestr(f"{spk}.list".replace("/", "_"), "\n".join(lines) + "\n")
-        tmp.replace(dest)
         return dest
 
     # -- splitting ---------------------------------------------------------------------------------------------

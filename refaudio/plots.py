@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .files import atomic_write_bytes
+from gsv_core.fileio import write_bytes_atomic
 
 N_FFT = 1024
 HOP = 256
@@ -26,7 +26,7 @@ def _figure(width: float, height: float):
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return atomic_write_bytes(path, buf.getvalue())
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def spectrogram_db(wav: np.ndarray, sr: int, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
@@ -69,7 +69,7 @@ def spectrogram_png(wav: np.ndarray, sr: int, path: Path, title: str = "") -> Pa
         db = pooled if cols == db.shape[1] else np.concatenate([pooled, db[:, cols:].max(axis=1, keepdims=True)], 1)
     buf = io.BytesIO()
     imsave(buf, db[::-1], cmap="magma", format="png", metadata={"Title": title} if title else None)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return write_bytes_atomic(Path(path), buf.getvalue())
 
 
 def clip_view_png(wav: np.ndarray, sr: int, path: Path, marks: Sequence[float] = (),

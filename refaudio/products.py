@@ -22,14 +22,16 @@ from typing import Any, Optional, Sequence
 from gsv_core.errors import GSVError
 
 from .db import Database, NotFound
-from .files import atomic_copy, safe_name
+from gsv_core.fileio import atomic_path, copy_atomic
+from gsv_core.formats import safezip
+
+from .files import safe_name
 from .library import LANGUAGES, Library
 from .sweeps import PARAM_DEFAULTS, _check_value
 
 PRESET_FORMAT = "gsv-playground-preset"
 PRESET_VERSION = 1
 PRODUCT_PARAMS = (*PARAM_DEFAULTS, "seed", "text_lang")
-MAX_ZIP_BYTES = 4 << 30
 
 
 class ProductError(GSVError):
@@ -55,9 +57,10 @@ def _params(params: dict) -> dict:
 
 
 class Products:
-    def __init__(self, db: Database, library: Library):
+    def __init__(self, db: Database, library: Library, max_unzip_bytes: int = safezip.DEFAULT_MAX_BYTES):
         self.db = db
         self.library = library
+        self.max_unzip_bytes = max_unzip_bytes
 
     def save(self, role_id: int, name: str, gpt_path: str, sovits_path: str, ref_clip_id: int,
              aux_clip_ids: Sequence[int] = (), params: Optional[dict] = None, category: str = "", remark: str = "",
@@ -180,12 +183,7 @@ class Products:
         if not ids:
             raise ProductError("Choose at least one product to export.")
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent))
-        import os
-
-        os.close(fd)
-        try:
+        with atomic_path(dest, fsync=False) as tmp:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
                 for pid in ids:
                     preset, api, files = self.documents(pid, include_models)
@@ -195,10 +193,6 @@ class Products:
                     z.writestr(f"{folder}/tts_infer.yaml", json.dumps(api["tts_infer"], ensure_ascii=False, indent=2))
                     for src, arc in files:
                         z.write(src, f"{folder}/{arc}")
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return dest
 
     # -- import ------------------------------------------------------------------------------------------------
@@ -207,23 +201,18 @@ class Products:
         """Import every product of an exported zip: its audio becomes clips of the role (the preset's role, created
         when missing, unless ``role_id`` is given), its models are copied into the library when included."""
         zip_path = Path(zip_path)
-        if not zipfile.is_zipfile(zip_path):
-            raise ProductError(f"{zip_path.name} is not a zip file.")
         made = []
-        with zipfile.ZipFile(zip_path) as z, tempfile.TemporaryDirectory(dir=self.library.root) as tmp:
-            names = z.namelist()
-            if sum(i.file_size for i in z.infolist()) > MAX_ZIP_BYTES:
-                raise ProductError(f"{zip_path.name} unpacks to more than 4 GiB; refusing.")
-            for n in names:
-                pp = PurePosixPath(n)
-                if pp.is_absolute() or ".." in pp.parts or "\\" in n or ":" in n:
-                    raise ProductError(f"{zip_path.name}: unsafe entry name {n!r}; refusing the whole file.")
-            presets = [n for n in names if PurePosixPath(n).name == "preset.json"]
-            if not presets:
-                raise ProductError(f"{zip_path.name} has no preset.json; export products with this tool first.")
-            z.extractall(tmp)
+        with tempfile.TemporaryDirectory(dir=self.library.root) as tmp:
+            try:
+                infos = safezip.check_archive(zip_path, max_bytes=self.max_unzip_bytes)
+                presets = [i.filename for i in infos if PurePosixPath(i.filename).name == "preset.json"]
+                if not presets:
+                    raise ProductError(f"{zip_path.name} has no preset.json; export products with this tool first.")
+                safezip.extract(zip_path, Path(tmp) / "zip", max_bytes=self.max_unzip_bytes)
+            except safezip.ZipError as exc:
+                raise ProductError(str(exc)) from None
             for entry in presets:
-                made.append(self._import_one(Path(tmp) / entry, role_id, overwrite))
+                made.append(self._import_one(Path(tmp) / "zip" / entry, role_id, overwrite))
         return made
 
     def _import_one(self, preset_file: Path, role_id: Optional[int], overwrite: bool) -> int:
@@ -244,7 +233,7 @@ class Products:
                 src = _inside(folder, m["file"])
                 target = self.library.role_dir(role_id) / "models" / safe_name(Path(m["file"]).name, key)
                 if not target.exists():
-                    atomic_copy(src, target)
+                    copy_atomic(src, target)
                 models[key] = str(target)
             elif m.get("source_path") and Path(m["source_path"]).is_file():
                 models[key] = m["source_path"]

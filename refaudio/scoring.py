@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from gsv_core import languages
 from gsv_core.errors import GSVError
 
 from .db import Database, NotFound, in_list, order_by
@@ -56,15 +57,15 @@ def robust_z(values: Sequence[float]) -> list[Optional[float]]:
 
 
 def asr_transcriber(asr_service: Any) -> Optional[Transcriber]:
-    """A transcriber over eval.asr.ASRService with its first model, or None when no Whisper model is installed."""
+    """A transcriber over gsv_core.asr.ASRService with its first model, or None when no Whisper model is installed."""
     if asr_service is None or not asr_service.list_models():
         return None
-    from eval.asr import ASROptions
+    from gsv_core.asr import ASROptions
 
     model = asr_service.default_model()
 
     def run(paths: Sequence[str], lang: str) -> list[Optional[str]]:
-        language = {"zh": "zh", "all_zh": "zh", "en": "en"}.get(lang, "auto")
+        language = languages.whisper_language(lang)
         rows = asr_service.transcribe(list(paths), ASROptions(model_dir=model, language=language, t2s=True))
         by_path = {str(Path(r.path).resolve()): r for r in rows}
         out = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from gsv_core import weights
 from gsv_core.errors import GSVError
 
 from .db import Database
@@ -22,7 +23,7 @@ from .grouping import SpeakerIndex
 from .library import Library
 from .products import Products, load_preset, product_to_request_values
 from .scoring import Results, Transcriber, asr_transcriber
-from .sweeps import SweepRunner, Sweeps, TaskSpec
+from .sweeps import SweepError, SweepRunner, Sweeps, TaskSpec, sweep_model_paths
 
 
 @dataclass
@@ -148,19 +149,18 @@ class RefAudioService:
                 if self._engine_factory is not None:
                     self._engine = self._engine_factory()
                 else:
-                    from gsv_core.engine import ModelRegistry, TTSEngine
+                    from gsv_core.api import Engine
 
-                    self._engine = TTSEngine(ModelRegistry(self.settings))
+                    self._engine = Engine.open(self.settings)
             return self._engine
 
     def _encoder(self):
         if self._speaker_encoder is not None:
             return self._speaker_encoder
-        engine = self.engine
-        return engine.registry.speaker(self._sv_path or getattr(engine, "sv_path", None))
+        return self.engine.speaker_encoder(self._sv_path)
 
     def speaker_index(self) -> SpeakerIndex:
-        path = self._sv_path or getattr(self._engine, "sv_path", None) or self.settings.sv_path
+        path = self._sv_path or self.settings.sv_path
         if self._speaker_encoder is not None:
             return SpeakerIndex(self.db, self.library, lambda: self._speaker_encoder, f"injected:{id(self._speaker_encoder)}")
         return SpeakerIndex.for_model_file(self.db, self.library, path, self._encoder)
@@ -168,7 +168,7 @@ class RefAudioService:
     def _speaker_index_or_none(self) -> Optional[SpeakerIndex]:
         if self._speaker_encoder is not None:
             return self.speaker_index()
-        path = self._sv_path or getattr(self._engine, "sv_path", None) or self.settings.sv_path
+        path = self._sv_path or self.settings.sv_path
         return self.speaker_index() if path and Path(str(path)).exists() else None
 
     @property
@@ -254,7 +254,18 @@ class RefAudioService:
     # -- tasks -------------------------------------------------------------------------------------------------
 
     def create_task(self, spec: TaskSpec) -> int:
+        """A new sweep task; every model it names must lie in the model folders (the app's rule, for the tab and
+        ``python -m refaudio`` alike)."""
+        for kind, path in sweep_model_paths(spec):
+            if path:
+                try:
+                    weights.check_model_path(self.settings, path, kind, extra_roots=self._extra_model_roots())
+                except weights.ModelPathError as exc:
+                    raise SweepError(str(exc)) from None
         return self.sweeps.create_task(spec)
+
+    def _extra_model_roots(self) -> list[Path]:
+        return [self.library.root]  # models imported with products live in the library
 
     def list_tasks(self, role_id: Optional[int] = None) -> list[dict]:
         return self.sweeps.tasks(role_id)

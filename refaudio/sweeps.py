@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from gsv_core.engine.request import SAMPLING_FIELDS, SynthesisRequest
 from gsv_core.errors import GSVError
 
 from .db import Database, NotFound
@@ -37,15 +38,15 @@ from .library import LANGUAGES, Library
 
 Progress = Callable[[float, str], None]
 
+#: sampling/shaping settings a cell carries (gpt_path/sovits_path/aux_refs are kept beside them), with the request
+#: schema's defaults
+PARAM_DEFAULTS: dict[str, Any] = {k: v for k, v in SynthesisRequest.defaults().items() if k in SAMPLING_FIELDS}
+#: what a single-variable sweep may vary: the models, the auxiliary references and every sampling setting that
+#: changes the audio (batch size and parallel decoding only change speed)
 SINGLE_VARIABLES = ("gpt_path", "sovits_path", "top_k", "top_p", "temperature", "repetition_penalty",
-                    "split_method", "speed", "aux_refs")
+                    "split_method", "speed", "aux_refs", "noise_scale", "pause", "max_tokens")
 COMPARE_TYPES = ("none", "ref_audio", *SINGLE_VARIABLES, "kpt", "models", "full")
 KPT = ("top_k", "top_p", "temperature")
-#: sampling/shaping settings a cell carries (gpt_path/sovits_path/aux_refs are kept beside them)
-PARAM_DEFAULTS: dict[str, Any] = {
-    "top_k": 15, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.35, "split_method": "cut1",
-    "speed": 1.0, "noise_scale": 0.5, "pause": 0.3, "max_tokens": None, "batch_size": 8,
-}
 MAX_ITEMS = 20000
 WEIGHT_SUFFIXES = {"gpt_path": (".ckpt",), "sovits_path": (".pth", ".pth.xz")}
 
@@ -82,9 +83,7 @@ def derive_seed(task_seed: int, text_pos: int, sample: int) -> int:
 
 
 def _check_value(name: str, value: Any) -> Any:
-    """Validate one setting with the engine's own request checks; returns the value in its proper type."""
-    from gsv_core.engine import SynthesisRequest
-
+    """Validate one setting with the engine's own request conversion and checks; returns it in its proper type."""
     if name in ("gpt_path", "sovits_path"):
         p = Path(str(value or "")).expanduser()
         if not str(value or "").strip():
@@ -100,21 +99,32 @@ def _check_value(name: str, value: Any) -> Any:
         return [int(v) for v in value]
     if name not in PARAM_DEFAULTS:
         raise SweepError(f"Unknown setting {name!r}; known: {', '.join(sorted(PARAM_DEFAULTS))}.")
+    if value is None and name == "max_tokens":
+        return None
     try:
-        if name in ("top_k", "batch_size"):
-            value = int(float(value)) if float(value) == int(float(value)) else value
-        elif name == "max_tokens":
-            value = None if value in (None, "", 0) else int(value)
-        elif name != "split_method":
-            value = float(value)
-    except (TypeError, ValueError):
-        raise SweepError(f"{name} must be a number, not {value!r}.") from None
-    probe = SynthesisRequest(text="x", ref_audio="x", **{name: value})
-    try:
+        probe = SynthesisRequest.from_mapping({name: value}, SynthesisRequest(text="x", ref_audio="x"),
+                                              skip_empty=False)
         probe.validate()
     except GSVError as exc:
         raise SweepError(f"{name} = {value!r}: {exc}") from None
-    return value
+    return getattr(probe, name)
+
+
+def sweep_model_paths(spec: "TaskSpec") -> list[tuple[str, Any]]:
+    """("GPT" | "SoVITS", path) of every model a task names (its base and the compared values)."""
+    base, compare, values = spec.base or {}, spec.compare, spec.values
+    found: list[tuple[str, Any]] = [("GPT", base.get("gpt_path")), ("SoVITS", base.get("sovits_path"))]
+    if compare == "gpt_path":
+        found += [("GPT", v) for v in values or []]
+    elif compare == "sovits_path":
+        found += [("SoVITS", v) for v in values or []]
+    elif compare == "models":
+        found += [pair for g, s_ in values or [] for pair in (("GPT", g), ("SoVITS", s_))]
+    elif compare == "full" and isinstance(values, dict):
+        for key, what in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
+            v = values.get(key) or []
+            found += [(what, p) for p in (v if isinstance(v, list) else [v])]
+    return found
 
 
 def expand_cells(compare: str, base: dict, values: Any) -> list[tuple[str, dict]]:
@@ -361,21 +371,16 @@ class SweepRunner:
             return rows
 
     def request_for(self, item: dict):
-        from gsv_core.engine import SynthesisRequest
-
         p = json.loads(item["params"])
         clip = self.library.clip(item["clip_id"]) if item["clip_id"] is not None else None
         if clip is None:
             raise SweepError("The reference clip of this item was deleted.")
         aux = tuple(str(self.library.clip_path(c)) for c in p.get("aux_refs", []))
-        return SynthesisRequest(
+        base = SynthesisRequest(
             text=item["text"], text_lang=item["text_lang"], ref_audio=str(self.library.clip_path(clip)),
             ref_text=clip["transcript"], ref_lang=clip["language"], gpt_path=p["gpt_path"],
-            sovits_path=p["sovits_path"], aux_refs=aux, split_method=p["split_method"], top_k=int(p["top_k"]),
-            top_p=float(p["top_p"]), temperature=float(p["temperature"]),
-            repetition_penalty=float(p["repetition_penalty"]), speed=float(p["speed"]),
-            noise_scale=float(p["noise_scale"]), pause=float(p["pause"]), seed=int(item["seed"]),
-            batch_size=int(p["batch_size"]), max_tokens=p.get("max_tokens"), id=f"item{item['id']}")
+            sovits_path=p["sovits_path"], aux_refs=aux, seed=int(item["seed"]), id=f"item{item['id']}")
+        return SynthesisRequest.from_mapping({k: p[k] for k in PARAM_DEFAULTS if k in p}, base, skip_empty=False)
 
     def _fail(self, item: dict, error: str) -> None:
         with self.db.transaction() as conn:

@@ -78,7 +78,7 @@ def _params(served, tiny_assets, **kw):
     values = dict(gpt=gpt, sovits=sovits, ref_audio=handle_file(str(tiny_assets["ref"])), ref_text=REF_TEXT,
                   ref_lang="zh", aux_refs=[], text=TEXT, text_lang="zh", split="cut5", top_k=15, top_p=1.0,
                   temperature=1.0, repetition_penalty=1.35, speed=1.0, pause=0.3, seed=1234, random_seed=False,
-                  max_tokens=TOKENS)
+                  max_tokens=TOKENS, noise_scale=0.5, batch_size=8, parallel=True)
     values.update(kw)
     return list(values.values())
 
@@ -108,7 +108,12 @@ def test_tts_seed_history_and_reuse(served, tiny_assets):
     replay_audio, replay_info = client.predict(entries[1].id, api_name="/history_replay")
     assert np.array_equal(sf.read(replay_audio)[0], data) and "seed 1234" in replay_info
     restored = client.predict(entries[0].id, api_name="/history_reuse")
-    assert restored[0] == TEXT and restored[11] == int(seed3) and restored[15] is False
+    from pages.tts import FORM_FIELDS
+
+    keys = [k for k, f in FORM_FIELDS if f not in (None, "ref_audio", "aux_refs")] + ["random_seed"]
+    values = dict(zip(keys, restored))
+    assert values["text"] == TEXT and values["seed"] == int(seed3) and values["random_seed"] is False
+    assert values["noise_scale"] == 0.5 and values["batch_size"] == 8 and values["parallel"] is True
 
 
 def test_ab_same_seed_two_model_pairs(served, tiny_assets):

@@ -1,4 +1,4 @@
-"""ASR service (eval/asr.py), its CLI and the ASR tab (pages/asr.py), offline.
+"""ASR service (gsv_core/asr), its CLI and the ASR tab (pages/asr.py), offline.
 
 Code paths run on a tiny random-weight Whisper converted to CTranslate2 (tests/helpers/tiny_whisper.py); its text
 is garbage and it never stops by itself, so those runs cap the output (max_new_tokens) and use greedy decoding.
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval import asr
-from eval.asr import ASROptions, ASRRow, ASRService, Segment
+from gsv_core import asr
+from gsv_core.asr import ASROptions, ASRRow, ASRService, Segment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -233,10 +233,10 @@ def test_read_list_names_malformed_lines(tmp_path):
     with pytest.raises(asr.ListFormatError) as err:
         asr.read_list(p)
     msg = str(err.value)
-    assert "4 malformed line(s)" in msg
+    assert "4 bad line(s)" in msg
     assert "line 3: expected 4 fields" in msg and "found 3" in msg
-    assert "line 4: unknown language 'XX'" in msg
-    assert "line 5: empty audio path" in msg and "line 6: empty text" in msg
+    assert "line 4: unknown language code 'XX'" in msg
+    assert "line 5: the audio path is empty" in msg and "line 6: the text is empty" in msg
     with pytest.raises(asr.ASRError, match="not found"):
         asr.read_list(tmp_path / "missing.list")
     (tmp_path / "latin1.list").write_bytes("a.wav|s|ZH|caf\xe9\n".encode("latin-1"))
@@ -281,7 +281,7 @@ def test_table_edits_flow_into_rows():
 
 def _cli(*args, cwd=REPO):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "eval.asr", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "gsv_core.asr", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -123,15 +123,15 @@ def test_cli_help_lists_commands():
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, parity_dir, tiny_assets):
-    from eval.asr import ASRService
-    from gsv_core.engine import ModelRegistry, TTSEngine
+    from gsv_core.asr import ASRService
+    from gsv_core.api import Engine
     from helpers.tiny_whisper import build_tiny_whisper
 
     tmp = tmp_path_factory.mktemp("eval_run")
     whisper = build_tiny_whisper(tmp / "whisper")
     settings = load_settings(environ={"GSV_HOME": str(tmp)}, my_config=tmp / "none.py")
-    engine = TTSEngine(ModelRegistry(settings, device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
-                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp / "tts_log.csv")
+    engine = Engine.open(settings, device="cpu", precision="fp32", bert_dir=tiny_assets["bert"],
+                         hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp / "tts_log.csv")
     csv_path = tmp / "tests.csv"
     csv_path.write_text("id,text,lang\ns1,今天天气很好。,zh\ns2,我们去公园散步吧！,zh\n", encoding="utf-8")
     systems = [dict(name=name, gpt=str(parity_dir / "s1_v2.ckpt"), sovits=str(parity_dir / sovits),
@@ -256,6 +256,13 @@ def test_cli_run_with_config_then_report_and_bad_csv(e2e, tiny_assets):
                GSV_PRECISION="fp32", GSV_CPU_THREADS="2", GSV_BERT_DIR=str(tiny_assets["bert"]),
                GSV_HUBERT_DIR=str(tiny_assets["hubert"]), GSV_SV_PATH=str(tiny_assets["sv"]))
     cfg = dict(e2e["cfg"], reroll=dict(max_tries=1), systems=e2e["cfg"]["systems"][:1])
+    (tmp / "cli.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    # the models are not in a model folder of these settings: refused like in the Eval tab
+    refused = subprocess.run([sys.executable, "-m", "eval", "run", "--config", str(tmp / "cli.yaml"), "--run-dir",
+                              str(tmp / "refused")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "is not one of the listed models" in refused.stderr
+    weights_dir = str(Path(cfg["systems"][0]["gpt"]).parent)
+    env.update(GSV_GPT_WEIGHT_DIRS=weights_dir, GSV_SOVITS_WEIGHT_DIRS=weights_dir)
     (tmp / "cli.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     run_dir = tmp / "cli_run"
     cmd = [sys.executable, "-m", "eval", "run", "--config", str(tmp / "cli.yaml"), "--run-dir", str(run_dir)]

@@ -227,25 +227,47 @@ def test_path_traversal_refused_and_app_keeps_serving(app, tmp_path):
     assert len(rows) == 1
 
 
-def test_sweep_model_paths_outside_the_weight_folders_are_refused(parity_dir):
-    from types import SimpleNamespace
+def test_sweep_model_paths_outside_the_weight_folders_are_refused(tmp_path, parity_dir):
+    """The model-folder rule lives in RefAudioService.create_task: the tab and ``python -m refaudio sweep create``
+    refuse a model outside the model folders alike (issue 13)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
 
+    from config import load_settings
     from gsv_core.errors import GSVError
-    from pages.refaudio import _check_model_paths
+    from refaudio.service import RefAudioService
+    from refaudio.sweeps import TaskSpec, sweep_model_paths
 
-    seen = []
-
-    def check(path, what):
-        seen.append((what, path))
-        if "outside" in str(path):
-            raise GSVError(f"{what} model is not in a weight folder")
-
-    services = SimpleNamespace(check_model_path=check)
     base = {"gpt_path": "w/g.ckpt", "sovits_path": "w/s.pth"}
-    _check_model_paths(services, base, "models", [["w/g2.ckpt", "w/s2.pth"]])
-    assert ("GPT", "w/g2.ckpt") in seen and ("SoVITS", "w/s2.pth") in seen
-    for compare, values in (("gpt_path", ["/outside/x.ckpt"]), ("sovits_path", ["/outside/y.pth"]),
-                            ("full", {"sovits_path": ["/outside/z.pth"], "top_k": [5]}),
-                            ("models", [["w/g.ckpt", "../outside.pth"]])):
-        with pytest.raises(GSVError, match="weight folder"):
-            _check_model_paths(services, base, compare, values)
+    found = sweep_model_paths(TaskSpec(1, "t", "models", base, [("x", "zh")], [["w/g2.ckpt", "w/s2.pth"]]))
+    assert ("GPT", "w/g2.ckpt") in found and ("SoVITS", "w/s2.pth") in found and ("GPT", "w/g.ckpt") in found
+    full = sweep_model_paths(TaskSpec(1, "t", "full", base, [("x", "zh")], {"sovits_path": ["z.pth"], "top_k": [5]}))
+    assert ("SoVITS", "z.pth") in full
+
+    env = {"GSV_HOME": str(tmp_path), "GSV_REFAUDIO_DB": str(tmp_path / "ra" / "lib.sqlite3"),
+           "GSV_GPT_WEIGHT_DIRS": str(tmp_path / "weights"), "GSV_SOVITS_WEIGHT_DIRS": str(tmp_path / "weights")}
+    (tmp_path / "weights").mkdir()
+    inside = {"gpt_path": str(tmp_path / "weights" / "g.ckpt"), "sovits_path": str(tmp_path / "weights" / "s.pth")}
+    shutil.copy(parity_dir / "s1_v2.ckpt", inside["gpt_path"])
+    shutil.copy(parity_dir / "s2_v2.pth.xz", inside["sovits_path"])
+    outside = str(parity_dir / "s1_v2.ckpt")  # a real checkpoint, but not in a model folder
+    svc = RefAudioService(load_settings(environ=env, my_config=tmp_path / "none.py"), engine=object(),
+                          auto_resume=False)
+    try:
+        role = svc.create_role("c", "n")
+        for compare, values in (("gpt_path", [outside]), ("models", [[outside, inside["sovits_path"]]]),
+                                ("full", {"gpt_path": [outside], "top_k": [5]})):
+            with pytest.raises(GSVError, match="is not one of the listed models"):
+                svc.create_task(TaskSpec(role, "t", compare, inside, [("你好。", "zh")], values))
+    finally:
+        svc.close()
+    cli_env = dict(os.environ, GSV_MY_CONFIG=str(tmp_path / "none.py"), **env)
+    out = subprocess.run([sys.executable, "-m", "refaudio", "--no-asr", "sweep", "create", "--role", "c/n",
+                          "--compare", "top_k", "--values", "[5, 15]", "--base",
+                          json.dumps({"gpt_path": outside, "sovits_path": inside["sovits_path"]}), "--text", "你好。"],
+                         cwd=Path(__file__).resolve().parents[1], env=cli_env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "is not one of the listed models" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

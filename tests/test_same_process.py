@@ -11,7 +11,7 @@ import torch
 
 from config import load_settings
 from gsv_core.constants import clear_constant_caches
-from gsv_core.engine import ModelRegistry, SynthesisRequest, TTSEngine
+from gsv_core.api import Engine, SynthesisRequest
 from gsv_core.finetune.s1_train import S1TrainConfig, train_s1
 from gsv_core.finetune.s2_train import S2TrainConfig, train_s2
 
@@ -24,8 +24,8 @@ REF_TEXT = "你早上好，这是参考声音。"
 @pytest.fixture()
 def engine(tmp_path, tiny_assets):
     settings = load_settings(environ={"GSV_HOME": str(tmp_path)}, my_config=tmp_path / "none.py")
-    return TTSEngine(ModelRegistry(settings, device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
-                     hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp_path / "log.csv")
+    return Engine.open(settings, device="cpu", precision="fp32", bert_dir=tiny_assets["bert"],
+                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp_path / "log.csv")
 
 
 def _synthesise(engine, parity_dir, tiny_assets, version="v2Pro"):

@@ -77,13 +77,13 @@ class _Job:
 class TTSEngine:
     """Thread-safe: one engine serves every tab and job; models come from its :class:`ModelRegistry`."""
 
-    def __init__(self, registry: Optional[ModelRegistry] = None, settings: Any = None,
-                 bert_dir: Any = None, hubert_dir: Any = None, sv_path: Any = None, log_path: Any = "settings"):
-        self.registry = registry or ModelRegistry(settings)
+    def __init__(self, registry: ModelRegistry, bert_dir: Any = None, hubert_dir: Any = None, sv_path: Any = None,
+                 log_path: Any = "settings"):
+        self.registry = registry
         self.settings = self.registry.settings
         self.refs = ReferenceCache()
         self.bert_dir, self.hubert_dir, self.sv_path = bert_dir, hubert_dir, sv_path
-        self.text = TextFeaturizer(lambda: self.registry.bert(self.bert_dir), self.registry.dtype)
+        self.text = self._new_text_featurizer()
         self.log = TTSLog(self.settings.tts_log_csv if log_path == "settings" else log_path)
         #: Benchmarks only: fragment text -> exact number of semantic tokens to generate (EOS forced after it, as
         #: the shared workload prescribes so that both implementations do identical work). None in normal use.
@@ -91,6 +91,16 @@ class TTSEngine:
         self.gpt_path: Optional[Path] = None
         self.sovits_path: Optional[Path] = None
         self._lock = threading.Lock()
+
+    def _new_text_featurizer(self) -> TextFeaturizer:
+        options = dict(use_g2pw=bool(getattr(self.settings, "use_g2pw", True)),
+                       user_dict_path=getattr(self.settings, "user_dict_path", None))
+        return TextFeaturizer(lambda: self.registry.bert(self.bert_dir), self.registry.dtype, options)
+
+    def clear_caches(self) -> None:
+        """Forget decoded references and text features (models stay loaded)."""
+        self.refs = ReferenceCache()
+        self.text = self._new_text_featurizer()
 
     # -- model selection ---------------------------------------------------------------------------------------
 

@@ -42,9 +42,7 @@ class ModelRegistry:
     def __init__(self, settings: Any = None, device: Optional[str] = None, precision: Optional[str] = None,
                  budget_gb: Optional[float] = None):
         if settings is None:
-            from config import settings as default_settings
-
-            settings = default_settings
+            raise GSVError("ModelRegistry needs the settings (open engines with gsv_core.api.Engine.open)")
         self.settings = settings
         if getattr(settings, "cpu_threads", 0) > 0:
             torch.set_num_threads(int(settings.cpu_threads))

@@ -1,19 +1,26 @@
-"""The one request/result schema every front end speaks (TTS tab, batch CSV, CLI, eval, refaudio sweeps)."""
+"""The one request/result schema every front end speaks (TTS tab, batch CSV, CLI, eval, refaudio sweeps).
+
+:class:`SynthesisRequest` also owns the conversion from untyped values: :meth:`SynthesisRequest.from_mapping`
+turns a form's values, a CSV row, a YAML mapping or a sweep cell into a request with one clear error per bad field
+(named) and unknown keys refused. Front ends derive their field lists and defaults from :data:`PARAMETERS` and
+:meth:`SynthesisRequest.defaults` instead of writing their own.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
+from .. import languages
 from ..errors import GSVError
 
 #: A reference: a file path, or a (sample_rate, samples) pair as Gradio's numpy audio gives it.
 AudioSource = Union[str, Path, tuple]
 
-TEXT_LANGS = ("zh", "en", "all_zh", "auto")
 SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
 
 
@@ -23,7 +30,7 @@ class RequestError(GSVError, ValueError):
 
 @dataclass
 class SynthesisRequest:
-    text: str
+    text: str = ""
     ref_audio: Optional[AudioSource] = None
     ref_text: str = ""  # empty: reference-free mode (v2 and later)
     ref_lang: str = "zh"
@@ -49,10 +56,13 @@ class SynthesisRequest:
         problems = []
         if not isinstance(self.text, str) or not self.text.strip():
             problems.append("the text is empty")
-        if self.text_lang not in TEXT_LANGS:
-            problems.append(f"text language {self.text_lang!r} is not supported (use one of {', '.join(TEXT_LANGS)})")
-        if self.ref_text and self.ref_lang not in TEXT_LANGS:
-            problems.append(f"reference language {self.ref_lang!r} is not supported")
+        for what, code, needed in (("text language", self.text_lang, True), ("reference language", self.ref_lang,
+                                                                             bool(self.ref_text))):
+            if needed:
+                try:
+                    languages.mode(code)
+                except languages.LanguageError as exc:
+                    problems.append(f"{what}: {exc}")
         if self.split_method not in SPLIT_METHODS:
             problems.append(f"split method {self.split_method!r} is unknown (use cut0..cut5)")
         if not (isinstance(self.top_k, int) and self.top_k >= 1):
@@ -84,6 +94,62 @@ class SynthesisRequest:
     def replace(self, **changes: Any) -> "SynthesisRequest":
         return dataclasses.replace(self, **changes)
 
+    # -- conversion --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default (the one place UI widgets, CSV columns and sweep bases take them from)."""
+        return {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], base: Optional["SynthesisRequest"] = None, *,
+                     where: str = "", skip_empty: bool = True) -> "SynthesisRequest":
+        """A request from untyped values (strings, numbers, None), on top of ``base`` (default: the defaults).
+
+        Keys are field names or their aliases (:data:`ALIASES`: ``ref`` = ref_audio, ``lang`` = text_lang, ``gpt``
+        = gpt_path, ...). With ``skip_empty`` an empty cell ("", None) keeps the base value, as a CSV row does. Every
+        bad value and every unknown key is collected into one :class:`RequestError` that names the field (and
+        ``where``, e.g. "line 4"). Ranges are checked by :meth:`validate`, which the engine calls."""
+        if not isinstance(values, Mapping):
+            raise RequestError(f"{where + ': ' if where else ''}synthesis parameters must be a mapping of names to "
+                               f"values, not {type(values).__name__}")
+        changes: dict[str, Any] = {}
+        problems: list[str] = []
+        unknown = []
+        for key, raw in values.items():
+            name = ALIASES.get(str(key).strip(), str(key).strip())
+            spec = PARAMETERS.get(name)
+            if spec is None:
+                unknown.append(str(key))
+                continue
+            if skip_empty and (raw is None or (isinstance(raw, str) and not raw.strip())) and name != "text":
+                continue
+            try:
+                changes[name] = spec.parse(raw)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{key}: {exc}")
+        if unknown:
+            problems.append(f"unknown parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(PARAMETERS)}; "
+                            f"aliases: {', '.join(f'{a}={n}' for a, n in ALIASES.items())})")
+        if problems:
+            prefix = f"{where}: " if where else ""
+            raise RequestError(prefix + "; ".join(problems))
+        return dataclasses.replace(base or cls(), **changes)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """JSON-ready values that :meth:`from_mapping` turns back into the same request (audio as paths)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, tuple) and f.name == "aux_refs":
+                v = [str(a) for a in v]
+            elif f.name == "ref_audio" and v is not None and not isinstance(v, str):
+                v = "<audio array>" if isinstance(v, tuple) else str(v)
+            out[f.name] = v
+        return out
+
     @property
     def ref_free(self) -> bool:
         return not self.ref_text.strip()
@@ -92,6 +158,128 @@ class SynthesisRequest:
 #: a fragment slower than this many phones per second of speech is flagged as likely repetition/babble (normal
 #: speech runs at about 8-15 phones per second)
 MIN_PHONES_PER_SECOND = 2.0
+
+
+# ---- conversion of untyped values -----------------------------------------------------------------------------
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, (bytes, bytearray)):
+        raise ValueError("expected text, got bytes")
+    return "" if raw is None else str(raw)
+
+
+def _number(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected a number, got {raw!r}")
+    if isinstance(raw, str):
+        raw = raw.strip()
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {raw!r}")
+    return value
+
+
+def _integer(raw: Any) -> int:
+    value = _number(raw)
+    if value != int(value):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    return int(value)
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if text in ("0", "false", "no", "off", "n", "f"):
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def _optional_tokens(raw: Any) -> Optional[int]:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    value = _integer(raw)
+    return None if value <= 0 else value  # 0: the model's own limit, as the UI's slider says
+
+
+def _path_or_none(raw: Any) -> Optional[str]:
+    text = _text(raw).strip()
+    return text or None
+
+
+def _audio(raw: Any) -> Optional[AudioSource]:
+    if isinstance(raw, tuple):
+        return raw  # (sample_rate, samples) from Gradio
+    return _path_or_none(raw)
+
+
+def _audio_list(raw: Any) -> tuple:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):  # a CSV/YAML cell: paths separated by ";"
+        return tuple(p.strip() for p in raw.split(";") if p.strip())
+    if isinstance(raw, (list, tuple)):
+        return tuple(a if isinstance(a, tuple) else str(a) for a in raw if a not in (None, ""))
+    raise ValueError(f"expected a list of audio files, got {type(raw).__name__}")
+
+
+def _mode(raw: Any) -> str:
+    code = _text(raw).strip().lower()
+    if code not in languages.TEXT_MODES:
+        raise ValueError(f"unknown language {raw!r} (use one of {', '.join(languages.text_modes())})")
+    return code
+
+
+def _split(raw: Any) -> str:
+    code = _text(raw).strip().lower()
+    if code not in SPLIT_METHODS:
+        raise ValueError(f"unknown split method {raw!r} (use cut0..cut5)")
+    return code
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    parse: Any  # untyped value -> typed value (raises ValueError with a readable reason)
+    help: str
+
+
+#: every field of SynthesisRequest with its parser and a one-line description, in the order forms list them
+PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
+    Parameter("text", _text, "text to synthesise"),
+    Parameter("text_lang", _mode, "language of the text (zh, all_zh, en, ja, ko, yue, auto, ...)"),
+    Parameter("ref_audio", _audio, "reference audio (3-10 s)"),
+    Parameter("ref_text", _text, "transcript of the reference (empty: reference-free, v2 and later)"),
+    Parameter("ref_lang", _mode, "language of the reference transcript"),
+    Parameter("aux_refs", _audio_list, "extra references whose timbre is averaged in (';'-separated in a CSV)"),
+    Parameter("gpt_path", _path_or_none, "GPT weights (.ckpt)"),
+    Parameter("sovits_path", _path_or_none, "SoVITS weights (.pth)"),
+    Parameter("split_method", _split, "how long text is cut into fragments (cut0..cut5)"),
+    Parameter("top_k", _integer, "sample among the k most likely tokens"),
+    Parameter("top_p", _number, "nucleus sampling threshold (0, 1]"),
+    Parameter("temperature", _number, "sampling temperature"),
+    Parameter("repetition_penalty", _number, "penalty on tokens already generated"),
+    Parameter("speed", _number, "speaking rate factor"),
+    Parameter("noise_scale", _number, "SoVITS noise scale"),
+    Parameter("pause", _number, "seconds of silence after each fragment"),
+    Parameter("seed", _integer, "-1: random; the seed used is reported"),
+    Parameter("batch_size", _integer, "fragments decoded together by the GPT"),
+    Parameter("parallel", _boolean, "batched GPT decoding"),
+    Parameter("max_tokens", _optional_tokens, "semantic tokens per fragment at most (25 per second; 0 = model limit)"),
+    Parameter("id", _text, "the caller's label (batch CSV id)"),
+)}
+#: other names front ends use for fields (a CSV's "ref" and "lang", an eval system's "gpt" and "sovits")
+ALIASES = {"ref": "ref_audio", "lang": "text_lang", "gpt": "gpt_path", "sovits": "sovits_path",
+           "split": "split_method", "aux": "aux_refs"}
+#: the sampling and shaping settings (what a sweep cell, a product or an eval system carries besides models and
+#: references)
+SAMPLING_FIELDS = ("top_k", "top_p", "temperature", "repetition_penalty", "split_method", "speed", "noise_scale",
+                   "pause", "max_tokens", "batch_size", "parallel")
 
 
 @dataclass

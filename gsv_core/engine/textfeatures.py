@@ -10,11 +10,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from ..text import SPLIT_MARKS, preprocess_text, text_to_phones
+from ..text import SPLIT_MARKS, load_user_dict, preprocess_text, text_to_phones
 from ..text.frontend import FrontendResult, Segment
 
 BERT_DIM = 1024
@@ -34,25 +35,41 @@ class TextUnit:
 
 
 class TextFeaturizer:
-    def __init__(self, bert_model: Callable[[], Any], dtype: torch.dtype, cache_size: int = 512):
+    def __init__(self, bert_model: Callable[[], Any], dtype: torch.dtype, options: Optional[dict] = None,
+                 cache_size: int = 512):
+        """``options``: ``use_g2pw`` (bool) and ``user_dict_path`` (the settings' file or None); the dictionary is
+        re-read when the file changes, so editing it takes effect without a restart."""
         self._bert_model = bert_model
         self.dtype = dtype
+        self._use_g2pw = bool((options or {}).get("use_g2pw", True))
+        self._user_dict_path = (options or {}).get("user_dict_path")
         self._bert_cache: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
         self._prompt_cache: "OrderedDict[tuple, TextUnit]" = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()  # fast tokenizers are not safe to call from two threads at once
+
+    def _options(self) -> tuple[dict, tuple]:
+        """(front-end keyword arguments, their cache key)."""
+        stamp: tuple = ()
+        user_dict = None
+        if self._user_dict_path:
+            user_dict = load_user_dict(self._user_dict_path)  # cached by the file's mtime and size
+            st = Path(self._user_dict_path).expanduser().stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        return {"user_dict": user_dict, "use_g2pw": self._use_g2pw}, (self._use_g2pw, stamp)
 
     def prompt_unit(self, text: str, lang: str, version: str, timings: dict) -> TextUnit:
         """The reference transcript as upstream feeds it: stripped, ending with a split mark (。 or . added)."""
         text = text.strip("\n").strip()
         if text and text[-1] not in SPLIT_MARKS:
             text += "." if lang == "en" else "。"
-        key = (text, lang, version)
+        options, stamp = self._options()
+        key = (text, lang, version, stamp)
         with self._lock:
             unit = self._prompt_cache.get(key)
         if unit is None:
             t0 = time.perf_counter()
-            unit = TextUnit.from_result(text_to_phones(text, lang, version, tags=False))
+            unit = TextUnit.from_result(text_to_phones(text, lang, version, tags=False, **options))
             timings["frontend"] += time.perf_counter() - t0
             with self._lock:
                 self._remember(self._prompt_cache, key, unit)
@@ -63,7 +80,7 @@ class TextFeaturizer:
         """``((piece text, unit), pause after)`` for every piece to synthesise, in order. A pause tag replaces
         the regular pause after the piece before it; a leading pause tag is ignored."""
         t0 = time.perf_counter()
-        results = preprocess_text(text, lang, version, method)
+        results = preprocess_text(text, lang, version, method, **self._options()[0])
         timings["frontend"] += time.perf_counter() - t0
         pieces: list[list] = []
         for res in results:

@@ -230,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             bar = None
             for path, reason in getattr(out, "failed", []):
                 print(f"skipped {path}: {reason}", file=sys.stderr)
-            print(f"{len(out)} clips written to {args.out} (transcribe them in the ASR tab or with python -m eval.asr)")
+            print(f"{len(out)} clips written to {args.out} (transcribe them in the ASR tab or with python -m gsv_core.asr)")
             return 0
         if args.command == "status":
             return _status(settings, args.name)
@@ -250,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "all": ["data", "features", "s2", "s1"]}[args.command]
         transcribe = None
         if "data" in stages and cfg.asr_check:
-            from eval.asr import ASRService, transcriber  # composition root: the check uses eval's ASR service
+            from gsv_core.asr import ASRService, transcriber  # composition root: the check uses eval's ASR service
 
             transcribe = transcriber(ASRService.from_settings(settings), cfg.asr_check)
         bar = _Bar(args.command)

@@ -10,7 +10,6 @@ import csv
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from gsv_core.device import cpu_fp16_allowed, resolve_device
 from gsv_core.errors import GSVError
+from gsv_core.fileio import atomic_path
 from .layout import disk_guard
 
 ProgressFn = Callable[[float, str], None]
@@ -106,6 +107,23 @@ def cleanup_distributed(info: DistInfo) -> None:
 
 
 # -- precision -------------------------------------------------------------------------------------------------------
+def suggested_batch_size(device: str = "auto", cpu_default: int = 4) -> int:
+    """A batch size for the Finetune form: half the free memory of the GPU in GiB, as upstream's webui suggests
+    from its total (about 2 GiB per item at the default slice lengths), at least 1 and at most 32; ``cpu_default``
+    without a GPU."""
+    try:
+        dev = resolve_device(device)
+    except GSVError:
+        return cpu_default
+    if dev.type != "cuda":
+        return cpu_default
+    try:
+        free, _total = torch.cuda.mem_get_info(dev)
+    except Exception:  # noqa: BLE001 - a driver that cannot say: the CPU default
+        return cpu_default
+    return int(max(1, min(32, (free / 2**30) // 2)))
+
+
 def training_dtype(precision: str, device: torch.device) -> torch.dtype:
     """fp16/bf16 autocast on CUDA (fp16 only where the GPU supports it well), fp32 on CPU unless bf16 is asked."""
     precision = (precision or "auto").lower()
@@ -115,7 +133,8 @@ def training_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision not in table:
         raise TrainingError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
     dtype = table[precision]
-    if device.type == "cpu" and dtype == torch.float16:
+    if device.type == "cpu" and dtype == torch.float16 and not cpu_fp16_allowed():
+        # (gsv_core.device.allow_cpu_fp16 lets tests run the fp16 autocast + GradScaler path on a CPU-only machine)
         raise TrainingError("fp16 training needs a CUDA GPU; on the CPU use fp32 or bf16")
     if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise TrainingError("this GPU does not support bf16; use fp16 or fp32")
@@ -129,8 +148,9 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
-    """A real scaler for fp16 on CUDA; a disabled one (a no-op with the same API) otherwise."""
-    return torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16 and device.type == "cuda"))
+    """A real scaler for fp16 (CUDA, or the CPU under the test override); a disabled one (a no-op with the same
+    API) otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16))
 
 
 # -- seeds and RNG state ---------------------------------------------------------------------------------------------
@@ -172,16 +192,8 @@ def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     """Atomically write a training state (only tensors/plain values; checked on load with weights_only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with disk_guard(f"saving the training state {path.name}"):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(dict(state), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    with disk_guard(f"saving the training state {path.name}"), atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
     return path
 
 
@@ -209,13 +221,11 @@ class LossLog:
             return
         rows = self.read()
         kept = [r for r in rows if int(float(r["step"])) <= step]
-        with disk_guard("rewriting the loss log"):
-            tmp = self.path.with_suffix(".tmp")
+        with disk_guard("rewriting the loss log"), atomic_path(self.path) as tmp:
             with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 w = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(kept)
-            os.replace(tmp, self.path)
 
     def append(self, row: Mapping[str, Any]) -> None:
         new = not self.path.exists()

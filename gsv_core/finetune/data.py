@@ -55,7 +55,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -65,27 +64,20 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from gsv_core.audio import load_audio, resample
+from gsv_core import languages
 from gsv_core.errors import AudioError, GSVError
 from gsv_core.signal import FRAME_S, HOP_S, f0_contour, frame_rms_db
 
-from .layout import DiskFullError, ExperimentLayout, disk_guard, write_json_atomic, write_text_atomic
+from gsv_core.fileio import atomic_path, write_json_atomic, write_text_atomic
+from gsv_core.formats import listfile
+
+from .layout import DiskFullError, ExperimentLayout, disk_guard
 from .slicer import SlicerParams, save_wav_guarded, slice_folder  # noqa: F401  (slice_folder re-exported)
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 TranscribeFn = Callable[[Path, str], str]
 
-#: upstream's language codes (1-get-text.py) -> canonical code
-LANGUAGE_CODES = {
-    "ZH": "zh", "zh": "zh",
-    "JP": "ja", "jp": "ja", "JA": "ja", "ja": "ja",
-    "EN": "en", "en": "en", "En": "en",
-    "KO": "ko", "Ko": "ko", "ko": "ko",
-    "yue": "yue", "YUE": "yue", "Yue": "yue",
-}
-#: what our text front end (gsv_core.text) reads
-SUPPORTED_LANGS = ("zh", "en")
-_LANG_NAMES = {"ja": "Japanese", "ko": "Korean", "yue": "Cantonese"}
 
 AUDIO_HEADERS = ("path", "audio", "audio_path", "audio_file", "audiopath", "wav", "wav_path", "wavpath", "file",
                  "filename", "file_name", "filepath", "file_path", "utt", "文件名", "语音文件", "新文件名", "音频",
@@ -153,40 +145,23 @@ class DatasetRows(list):
 
 def _decode_text(path: Path) -> str:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: transcript list not found") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path}: is a folder; give the .list or .csv file") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        hint = ""
-        try:
-            raw.decode("gb18030")
-            hint = " It looks like GBK/GB18030 (common for Chinese Windows tools)."
-        except UnicodeDecodeError:
-            pass
-        raise DatasetError(
-            f"{path}: line {line} (byte offset {exc.start}, byte 0x{raw[exc.start]:02x}) is not valid UTF-8.{hint} "
-            "Re-save the file as UTF-8 (e.g. in a text editor: Save As -> Encoding: UTF-8) and run again") from None
+        return listfile.decode(listfile.read_bytes(path), str(path))[0]
+    except listfile.ListFormatError as exc:
+        raise DatasetError(str(exc).replace(": file not found", ": transcript list not found")) from None
 
 
 def normalize_lang(code: str) -> tuple[str | None, str | None]:
-    """(canonical language, None) or (None, reason) for a language code of a row."""
+    """(front-end language, None) or (None, reason) for a row's language code (every spelling upstream's data
+    preparation accepts: ZH, JP/JA, EN/En, KO/Ko, YUE/Yue, and our text modes such as all_zh)."""
     code = (code or "").strip()
-    lang = LANGUAGE_CODES.get(code) or LANGUAGE_CODES.get(code.lower())
+    lang = languages.list_code_to_language(code)
     if lang is None:
-        return None, (f"unknown language code {code!r}: use one of zh/ZH or en/EN/En (upstream also knows ja, ko, "
-                      "yue, which our text front end cannot read)")
-    if lang not in SUPPORTED_LANGS:
-        return None, (f"language {code!r} ({_LANG_NAMES[lang]}) is valid for GPT-SoVITS, but this workbench's text "
-                      "front end reads only Chinese (zh) and English (en); remove the row or change its language")
+        if languages.list_code_to_mode(code) in ("auto", "auto_yue"):
+            return None, f"language {code!r} detects per span; a training row names its language (ZH, EN, JA, ...)"
+        return None, f"unknown language code {code!r}: use one of ZH, EN, JA, KO, YUE (or zh, en, ja, ko, yue)"
+    if lang not in languages.IMPLEMENTED:
+        return None, (f"language {code!r} ({languages.LANGUAGES[lang].name_en}) has no text front end in this "
+                      "installation; remove the row or change its language")
     return lang, None
 
 
@@ -217,13 +192,6 @@ def _find_column(header: Sequence[str], names: Sequence[str]) -> int | None:
         if name.casefold() in folded:
             return folded.index(name.casefold())
     return None
-
-
-def _parse_list(text: str) -> Iterable[tuple[int, str, list[str] | None]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        yield lineno, line, line.split("|")
 
 
 def _parse_csv(path: Path, text: str, default_lang: str, default_speaker: str):
@@ -295,10 +263,11 @@ def _read(path: str | os.PathLike, audio_dir: str | os.PathLike | None, default_
     if is_csv:
         rows = _parse_csv(path, text, default_lang, speaker_default)
     else:
-        rows = ((ln, raw, fields, None if fields is not None and len(fields) == 4 else
-                 f"expected 4 fields 'path|speaker|language|text' separated by '|', found {len(fields)}"
-                 + (" (the text may not contain '|')" if len(fields) > 4 else ""))
-                for ln, raw, fields in _parse_list(text))
+        parsed = listfile.parse(text, str(path))
+        bad = [(p.line, p.raw, None, p.reason) for p in parsed.problems
+               if p.kind not in ("unknown_language", "empty_text")]  # those rows are judged below
+        good = [(r.line, r.raw, [r.audio, r.speaker, r.lang_code, r.text], None) for r in parsed.rows]
+        rows = sorted(bad + good, key=lambda row: row[0])
     for lineno, raw, fields, problem in rows:
         if problem is not None or fields is None or len(fields) != 4:
             invalid.append(InvalidRow(lineno, "invalid_row", problem or "malformed row", raw))
@@ -308,10 +277,6 @@ def _read(path: str | os.PathLike, audio_dir: str | os.PathLike | None, default_
         common = dict(raw=raw, audio=audio_raw, speaker=speaker, lang=lang_raw, text=utt)
         if not audio_raw:
             invalid.append(InvalidRow(lineno, "invalid_row", "the audio path is empty", **common))
-            continue
-        if "|" in utt:
-            invalid.append(InvalidRow(lineno, "invalid_row", "the text contains '|', which a .list cannot hold; "
-                                      "replace it", **common))
             continue
         lang, why = normalize_lang(lang_raw)
         if lang is None:
@@ -787,22 +752,12 @@ def split_items(keys: Sequence[str], speakers: Sequence[str], cfg: SplitConfig =
 
 # ----------------------------------------------------------------------------------------------------------- outputs
 def _list_line(audio: str, speaker: str, lang: str, text: str) -> str:
-    return f"{audio}|{speaker}|{lang}|{text}"
+    return listfile.format_line(audio, speaker, lang, text)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dst, fsync=False) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _fresh(target: Path, source: Path) -> bool:
@@ -1077,8 +1032,7 @@ def _write_reports(layout: ExperimentLayout, records: list[ClipRecord], summary:
 
 __all__ = [
     "AnalysisCache", "CLEANING_RULES", "CleaningConfig", "DataCancelled", "DataResult", "DatasetError",
-    "DatasetItem", "DatasetRows", "DiskFullError", "EmptyDatasetError", "InvalidRow", "LANGUAGE_CODES",
-    "SUPPORTED_LANGS", "SlicerParams", "SplitConfig", "analyze_file", "analyze_wave", "character_error_rate",
+    "DatasetItem", "DatasetRows", "DiskFullError", "EmptyDatasetError", "InvalidRow", "SlicerParams", "SplitConfig", "analyze_file", "analyze_wave", "character_error_rate",
     "normalize_lang", "prepare_dataset", "read_dataset", "slice_folder", "speech_units", "split_items",
     "text_mismatch",
 ]

@@ -61,7 +61,11 @@ from gsv_core.errors import AudioError, CheckpointError, GSVError, ModelMismatch
 from gsv_core.fileio import write_bytes_atomic
 
 from .common import TrainingError
-from .layout import DiskFullError, ExperimentLayout, disk_guard, write_json_atomic, write_text_atomic
+from gsv_core import languages
+from gsv_core.fileio import write_json_atomic, write_text_atomic
+from gsv_core.formats import listfile
+
+from .layout import DiskFullError, ExperimentLayout, disk_guard
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -79,16 +83,6 @@ VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
 SEMANTIC_HEADER = "item_name\tsemantic_audio"
 DOWNLOAD_HINT = "python -m gsv_core.download"
 
-#: the language codes upstream's 1-get-text accepts, mapped to its language names
-LANGUAGE_CODES = {
-    "ZH": "zh", "zh": "zh",
-    "JP": "ja", "jp": "ja", "JA": "ja", "ja": "ja",
-    "EN": "en", "en": "en", "En": "en",
-    "KO": "ko", "Ko": "ko", "ko": "ko",
-    "yue": "yue", "YUE": "yue", "Yue": "yue",
-}
-#: languages our front end reads (the others are reported as failed items)
-SUPPORTED_LANGUAGES = ("zh", "en")
 
 STEP_TEXT = "text"
 STEP_AUDIO = "audio"
@@ -349,19 +343,18 @@ def read_split_lists(layout: ExperimentLayout, lists: Sequence[str]) -> tuple[li
         if not path.is_file():
             missing.append(split)
             continue
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().strip("\n").split("\n")
-        for number, line in enumerate(lines, 1):
+        try:
+            parsed = listfile.read_list(path, strict=False)
+        except listfile.ListFormatError as exc:
+            raise FeatureError(f"{exc}. Run the data stage again.") from None
+        broken = [p for p in parsed.problems if p.kind not in ("unknown_language", "empty_text")]
+        if broken:
+            raise FeatureError(f"{path} line {broken[0].line}: {broken[0].reason}: {broken[0].raw[:80]!r}. Fix the "
+                               "line or run the data stage again.")
+        for row in parsed.rows:
+            number, speaker, code, text = row.line, row.speaker, row.lang_code, row.text
             where = f"{path.name}:{number}"
-            if not line.strip():
-                continue
-            parts = line.split("|")
-            if len(parts) != 4:
-                raise FeatureError(
-                    f"{path} line {number}: expected 'audio_path|speaker|language|text' (4 fields separated by '|'), "
-                    f"got {len(parts)} field(s): {line[:80]!r}. Fix the line or run the data stage again.")
-            raw_path, speaker, code, text = parts
-            raw_path = raw_path.strip().strip('"').strip()
+            raw_path = row.audio
             name = os.path.basename(raw_path)
             if not name:
                 raise FeatureError(f"{path} line {number}: empty audio path")
@@ -374,14 +367,14 @@ def read_split_lists(layout: ExperimentLayout, lists: Sequence[str]) -> tuple[li
                         f"{where}: the audio name {name!r} is used by two files ({seen[name].path} in "
                         f"{seen[name].source} and {audio}); utterances are keyed by file name, so rename one")
                 continue
-            lang = LANGUAGE_CODES.get(code.strip())
+            lang = languages.list_code_to_language(code)
             if lang is None:
                 failed.append(FailedItem(name, "list", f"language {code!r} is not one GPT-SoVITS trains on "
-                                         f"(use ZH or EN)", where))
+                                         f"(use ZH, EN, JA, KO or YUE)", where))
                 continue
-            if lang not in SUPPORTED_LANGUAGES:
-                failed.append(FailedItem(name, "list", f"language {code!r} has no front end here (only Chinese and "
-                                         f"English are supported)", where))
+            if lang not in languages.IMPLEMENTED:
+                failed.append(FailedItem(name, "list", f"language {code!r} has no text front end in this "
+                                         "installation", where))
                 continue
             item = _Item(name, audio, speaker, lang, text, where)
             seen[name] = item
@@ -477,16 +470,12 @@ class _Extractor:
         return active_g2pw() is not None
 
     def _clean(self, item: _Item) -> tuple[list[str], list[int] | None, str]:
+        """Upstream's 1-get-text: the row read entirely in its language's front end (BERT for Chinese only)."""
+        from gsv_core.text import clean_text
+
         text = item.text.replace("%", "-").replace("￥", ",")
-        if item.lang == "zh":
-            from gsv_core.text.zh import clean_zh
-
-            phones, word2ph, norm = clean_zh(text, self.version, use_g2pw=self.use_g2pw)
-            return list(phones), [int(k) for k in word2ph], norm
-        from gsv_core.text.en import clean_en
-
-        phones, _, norm = clean_en(text, self.version)
-        return list(phones), None, norm
+        phones, word2ph, norm = clean_text(text, item.lang, self.version, use_g2pw=self.use_g2pw)
+        return list(phones), (None if word2ph is None else [int(k) for k in word2ph]), norm
 
     def step_text(self, items: list[_Item], frontend: str) -> bool:
         counts = self.counts.setdefault(STEP_TEXT, StepCounts())
@@ -806,7 +795,7 @@ def extract_features(
 ) -> FeatureResult:
     """Run upstream's four preparation steps over the split lists of ``layout`` (see the module docstring).
 
-    ``sv_path`` defaults to the configured speaker model for v2Pro/v2ProPlus; ``use_g2pw`` None = the setting.
+    ``sv_path`` is required for v2Pro/v2ProPlus; ``use_g2pw`` None = on (when G2PW is configured).
     Raises :class:`FeatureError` for missing models, a wrong pretrained version, unusable lists or when nothing
     usable remains; :class:`DiskFullError` when the disk fills (everything written so far is kept)."""
     from gsv_core.device import resolve_device, resolve_dtype
@@ -815,13 +804,10 @@ def extract_features(
         raise FeatureError(f"unsupported version {version!r}: use one of {', '.join(VERSIONS)}")
     pro = version in PRO_VERSIONS
     if sv_path is None and pro:
-        from config import settings
-
-        sv_path = settings.sv_path
+        raise FeatureError(f"{version} needs the speaker model (ERes2NetV2): pass its path (SV_PATH); run "
+                           f"`{DOWNLOAD_HINT} sv` to fetch it")
     if use_g2pw is None:
-        from config import settings
-
-        use_g2pw = bool(getattr(settings, "use_g2pw", True))
+        use_g2pw = True
     bert_dir, hubert_dir, pretrained_s2g = Path(bert_dir).expanduser(), Path(hubert_dir).expanduser(), \
         Path(pretrained_s2g).expanduser()
     sv_path = Path(sv_path).expanduser() if sv_path is not None else None

@@ -5,7 +5,6 @@ Feature files keep upstream's names and formats (``2-name2text.txt``, ``3-bert/`
 utterance is keyed by the base name of its audio file, as upstream does."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from gsv_core.errors import GSVError
-from gsv_core.fileio import write_bytes_atomic
 
 _NAME_RE = re.compile(r"^[\w\u4e00-\u9fff][\w\u4e00-\u9fff.\-]{0,79}$")
 
@@ -115,14 +113,6 @@ class ExperimentLayout:
     @property
     def experiment_json(self) -> Path:
         return self.root / "experiment.json"
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    return write_bytes_atomic(path, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 class DiskFullError(GSVError):

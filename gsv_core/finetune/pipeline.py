@@ -16,7 +16,9 @@ from typing import Any, Mapping, Optional
 
 from gsv_core.errors import GSVError
 from .common import CancelFn, ProgressFn
-from .layout import ExperimentLayout, check_experiment_name, write_json_atomic
+from gsv_core.fileio import write_json_atomic
+
+from .layout import ExperimentLayout, check_experiment_name
 
 STAGES = ("data", "features", "s2", "s1")
 VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
@@ -288,11 +290,15 @@ class Experiment:
         sv = self._require(p["sv"], "speaker model (ERes2NetV2)", "sv") if c.version in ("v2Pro", "v2ProPlus") else None
         self.save()
         t0 = time.time()
+        from gsv_core.text import configure
+
+        configure(self.settings)  # G2PW and the language detector where the settings point
         result = extract_features(
             self.layout, version=c.version, bert_dir=self._require(p["bert"], "BERT folder", "bert"),
             hubert_dir=self._require(p["hubert"], "HuBERT folder", "hubert"),
             pretrained_s2g=self._require(p["s2g"], "pretrained SoVITS", c.version), sv_path=sv,
-            device=c.device, precision=c.precision, progress=progress, cancel=cancel, **c.features)
+            device=c.device, precision=c.precision, progress=progress, cancel=cancel,
+            **{"use_g2pw": bool(getattr(self.settings, "use_g2pw", True)), **c.features})
         if getattr(result, "cancelled", False):
             return result
         self.save(features=dict(done=True, seconds=round(time.time() - t0, 1), finished=time.time()))

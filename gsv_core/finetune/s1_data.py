@@ -70,15 +70,12 @@ class S1DataReport:
 
 def read_split_names(path: Path) -> list[str]:
     """Utterance keys (audio base names) of a ``.list`` file (``audio|speaker|lang|text``)."""
-    names = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        audio = line.split("|", 1)[0].strip()
-        if not audio:
-            raise S1DataError(f"{path}, line {number}: no audio path before the first '|'")
-        names.append(Path(audio.replace("\\", "/")).name)
-    return names
+    from gsv_core.formats import listfile
+
+    try:
+        return listfile.audio_names(path)
+    except listfile.ListFormatError as exc:
+        raise S1DataError(str(exc)) from None
 
 
 def read_name2text(path: Path) -> dict[str, list[str]]:

@@ -32,6 +32,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch.utils.data import DataLoader
 
+from gsv_core.device import resolve_device
+from gsv_core.errors import GSVError
 from gsv_core.checkpoints import load_gpt_checkpoint, save_gpt_checkpoint
 from gsv_core.models.s1 import Text2Semantic
 from .common import (DistInfo, Eta, LossLog, TrainingError, all_reduce_mean, autocast, barrier, broadcast_flag,
@@ -187,15 +189,10 @@ def export_config(base: dict[str, Any], cfg: S1TrainConfig, layout: ExperimentLa
 # -- the trainer -----------------------------------------------------------------------------------------------------
 
 def _device(name: str) -> torch.device:
-    if not name or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
-    return device
+        return resolve_device(name)
+    except GSVError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def _signature(cfg: S1TrainConfig, data_items: int, batch: int) -> dict[str, Any]:

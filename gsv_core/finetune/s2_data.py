@@ -73,14 +73,12 @@ def split_names(layout: ExperimentLayout, split: str | None) -> set[str] | None:
         raise TrainingError(
             f"{path} does not exist: run the data stage to write the {split} split first, or train on every "
             "utterance that has features (split=None / --split all)")
-    names = set()
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        audio = line.split("|", 1)[0].strip()
-        if not audio:
-            raise TrainingError(f"{path} line {i}: no audio path before the first '|'")
-        names.add(Path(audio.replace("\\", "/")).name)
+    from gsv_core.formats import listfile
+
+    try:
+        names = set(listfile.audio_names(path))
+    except listfile.ListFormatError as exc:
+        raise TrainingError(str(exc)) from None
     if not names:
         raise TrainingError(f"{path} lists no utterances")
     return names

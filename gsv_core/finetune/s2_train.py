@@ -55,6 +55,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from gsv_core.device import resolve_device as _resolve_device
 from gsv_core.checkpoints import load_sovits_checkpoint, load_state_dict_file, save_sovits_checkpoint
 from gsv_core.errors import CheckpointError, GSVError
 from gsv_core.features.spectrogram import mel_spectrogram, spec_to_mel
@@ -132,16 +133,10 @@ class _TrainForward(nn.Module):
 
 
 def resolve_device(name: str) -> torch.device:
-    name = (name or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} was asked but no CUDA GPU is available; use cpu or auto")
-    return device
+        return _resolve_device(name)
+    except GSVError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def _grad_norm(params) -> float:

@@ -57,6 +57,7 @@ from gsv_core.text.optional import MissingDataError, MissingPackageError
 from gsv_core.text.cleaner import clean_text
 
 __all__ = [
+    "configure",
     "LANGS",
     "METHODS",
     "SPLIT_MARKS",
@@ -99,3 +100,18 @@ def __getattr__(name: str):
 
         return getattr(en, name)
     raise AttributeError(f"module 'gsv_core.text' has no attribute {name!r}")
+
+
+def configure(settings) -> None:
+    """Point the front end's process-wide resources at ``settings``: the G2PW model (its folder, the BERT
+    tokenizer, the device; off when ``use_g2pw`` is false) and the folder holding upstream's full language-detector
+    model. The engine and the CLIs call this; the library itself never reads the application's settings."""
+    from gsv_core.text import langdetect
+    from gsv_core.text.zh.g2pw import configure_g2pw
+
+    device = "cpu" if str(getattr(settings, "device", "auto")) == "cpu" else "auto"
+    if getattr(settings, "use_g2pw", True):
+        configure_g2pw(getattr(settings, "g2pw_dir", None), getattr(settings, "bert_dir", None), device=device)
+    else:
+        configure_g2pw(None)
+    langdetect.set_pretrained_dir(getattr(settings, "pretrained_dir", None))

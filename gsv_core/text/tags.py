@@ -234,13 +234,8 @@ def load_user_dict(path: str | os.PathLike) -> dict[str, list[str]]:
     return dict(entries)
 
 
-def configured_user_dict(settings=None) -> dict[str, list[str]] | None:
-    """The dictionary named by ``settings.user_dict_path`` (``config.settings`` by default), or None if unset."""
-    if settings is None:
-        from config import settings as default_settings
-
-        settings = default_settings
-    path = getattr(settings, "user_dict_path", None)
+def configured_user_dict(path: str | os.PathLike | None) -> dict[str, list[str]] | None:
+    """The dictionary in the file ``path`` (the settings' ``user_dict_path``), or None when no file is set."""
     if not path:
         return None
     return load_user_dict(path)

@@ -141,7 +141,7 @@ def test_features_in_upstream_layout(trained):
 def test_training_logged_and_exported_and_usable(trained, env, tiny_assets):
     import torch
 
-    from gsv_core.engine import ModelRegistry, SynthesisRequest, TTSEngine
+    from gsv_core.api import Engine, SynthesisRequest
     from gsv_core.loading import load_gpt, load_sovits
 
     exp = trained["exp"]
@@ -162,8 +162,8 @@ def test_training_logged_and_exported_and_usable(trained, env, tiny_assets):
                zip(m_new.state_dict().values(), m_old.state_dict().values()))
     assert diff > 0
     load_gpt(gpt)
-    engine = TTSEngine(ModelRegistry(env["settings"], device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
-                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=None)
+    engine = Engine.open(env["settings"], device="cpu", precision="fp32", bert_dir=tiny_assets["bert"],
+                         hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=None)
     ref = exp.layout.split_list("train").read_text(encoding="utf-8").splitlines()[0].split("|")
     res = engine.synthesize(SynthesisRequest(text="今天天气很好。", ref_audio=ref[0], ref_text=ref[3], ref_lang="zh",
                                              gpt_path=gpt, sovits_path=sovits, seed=1, max_tokens=40))
@@ -172,12 +172,12 @@ def test_training_logged_and_exported_and_usable(trained, env, tiny_assets):
 
 
 def test_checkpoint_selection_ranks_every_epoch(trained, env, tiny_assets):
-    from eval.asr import ASRService
+    from gsv_core.asr import ASRService
     from eval.selection import select_for_experiment
-    from gsv_core.engine import ModelRegistry, TTSEngine
+    from gsv_core.api import Engine
 
-    engine = TTSEngine(ModelRegistry(env["settings"], device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
-                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=None)
+    engine = Engine.open(env["settings"], device="cpu", precision="fp32", bert_dir=tiny_assets["bert"],
+                         hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=None)
     asr = ASRService(env["settings"].whisper_dir)
     res = select_for_experiment(env["settings"], "e2e", max_sentences=3, engine=engine, asr=asr)
     finetuned = [r for r in res.ranking if not r["baseline"]]

@@ -97,7 +97,7 @@ def test_cancel_stops_the_running_stage(settings, tmp_path):
 def test_asr_transcript_check_is_wired_through_the_pipeline(settings, tmp_path):
     """With asr_check set, the data stage transcribes every clean clip: a random Whisper hears garbage, so every
     clip fails asr_mismatch and the empty-dataset error names that rule; without a transcriber it refuses."""
-    from eval.asr import ASRService, transcriber
+    from gsv_core.asr import ASRService, transcriber
     from gsv_core.finetune.data import EmptyDatasetError
     from gsv_core.finetune.pipeline import FinetuneError
     from helpers.tiny_whisper import build_tiny_whisper

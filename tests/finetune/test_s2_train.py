@@ -243,7 +243,7 @@ def test_cancel_resume_is_exact_and_export_synthesises(tmp_path, parity_dir, tin
     # the export is an official SoVITS file the engine can use
     from config import load_settings
     from gsv_core.checkpoints import load_sovits_checkpoint
-    from gsv_core.engine import ModelRegistry, SynthesisRequest, TTSEngine
+    from gsv_core.api import Engine, SynthesisRequest
     from gsv_core.loading import load_sovits
 
     export = res2.exports[0]
@@ -254,8 +254,8 @@ def test_cancel_resume_is_exact_and_export_synthesises(tmp_path, parity_dir, tin
     model, info = load_sovits(export)
     assert info.version == version
     settings = load_settings(environ={"GSV_HOME": str(tmp_path / "home")}, my_config=tmp_path / "none.py")
-    engine = TTSEngine(ModelRegistry(settings, device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
-                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp_path / "log.csv")
+    engine = Engine.open(settings, device="cpu", precision="fp32", bert_dir=tiny_assets["bert"],
+                         hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp_path / "log.csv")
     out = engine.synthesize(SynthesisRequest(
         text="今天天气很好。", ref_audio=str(tiny_assets["ref"]), ref_text="你早上好，这是参考声音。",
         gpt_path=parity_dir / "s1_v2.ckpt", sovits_path=export, seed=1, split_method="cut5", max_tokens=10))

@@ -22,12 +22,12 @@ def service(settings):
 
 @pytest.fixture(scope="session")
 def tiny_engine(tmp_path_factory, parity_dir, tiny_assets):
-    from gsv_core.engine import ModelRegistry, TTSEngine
+    from gsv_core.api import Engine
 
     tmp = tmp_path_factory.mktemp("ra_engine")
     settings = make_settings(tmp)
-    return TTSEngine(ModelRegistry(settings, device="cpu", precision="fp32"), bert_dir=tiny_assets["bert"],
-                     hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp / "tts_log.csv")
+    return Engine.open(settings, device="cpu", precision="fp32", bert_dir=tiny_assets["bert"],
+                       hubert_dir=tiny_assets["hubert"], sv_path=tiny_assets["sv"], log_path=tmp / "tts_log.csv")
 
 
 @pytest.fixture

@@ -22,8 +22,15 @@ def make_wav(path: Path, seconds: float, freq: float = 220.0, sr: int = 16000, s
 
 
 def make_settings(tmp: Path):
+    """Settings in a temporary home whose model folders include the parity fixtures (the sweeps' models)."""
+    import os
+
+    raw = os.environ.get("GSV_PARITY_DIR")
+    fixtures = str(Path(raw).expanduser().resolve() if raw else
+                   (Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "gsv_parity").resolve())
     return load_settings(environ={"GSV_HOME": str(tmp), "GSV_REFAUDIO_DB": str(tmp / "ra" / "lib.sqlite3"),
-                                  "GSV_OUTPUT_DIR": str(tmp / "out")}, my_config=tmp / "none.py")
+                                  "GSV_OUTPUT_DIR": str(tmp / "out"), "GSV_GPT_WEIGHT_DIRS": fixtures,
+                                  "GSV_SOVITS_WEIGHT_DIRS": fixtures}, my_config=tmp / "none.py")
 
 
 def write_list(path: Path, rows: list[str]) -> Path:

@@ -26,7 +26,7 @@ def _list(tmp: Path) -> Path:
         "long.wav|spk|zh|太长了。",
         "missing.wav|spk|zh|找不到。",
         "a.wav|spk|zh",
-        "a.wav|spk|ja|日本語",
+        "a.wav|spk|fr|une phrase",
         "a.wav|spk|zh|   ",
         "",
     ])
@@ -55,8 +55,8 @@ def test_import_reports_rows_and_reimport_is_idempotent(service, tmp_path):
     assert len(rep.added) == 4
     reasons = {e.line: e.reason for e in rep.errors}
     assert set(reasons) == {5, 6, 7, 8}
-    assert "not found" in reasons[5] and "found 3 field" in reasons[6] and "'ja'" in reasons[7]
-    assert "empty transcript" in reasons[8]
+    assert "not found" in reasons[5] and "found 3" in reasons[6] and "'fr'" in reasons[7]
+    assert "the text is empty" in reasons[8]
     assert sorted(Path(i.path).name for i in rep.out_of_range) == ["long.wav", "short.wav"]
     clips = service.list_clips(role)
     assert [round(c["duration"]) for c in clips] == [11, 5, 4, 2]  # default: duration, longest first

@@ -133,6 +133,8 @@ def test_cli_import_sweep_results_score_export(settings, tmp_path, models, monke
         return real(*a, **kw)
 
     monkeypatch.setattr(service_mod, "RefAudioService", with_fake_engine)
+    for kind in ("GPT", "SOVITS"):  # the CLI reads the settings itself; the fixtures are its model folder
+        monkeypatch.setenv(f"GSV_{kind}_WEIGHT_DIRS", str(Path(models["gpt_path"]).parent))
     make_wav(tmp_path / "src" / "a.wav", 4.0)
     lst = write_list(tmp_path / "src" / "x.list", ["a.wav|s|zh|你早上好。", "nope.wav|s|zh|缺失。"])
     base = ["--db", str(settings.refaudio_db), "--output-dir", str(settings.output_dir), "--no-asr",

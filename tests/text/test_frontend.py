@@ -202,17 +202,28 @@ def test_user_dictionary_missing_file(tmp_path):
         load_user_dict(tmp_path / "nope.txt")
 
 
-def test_user_dictionary_from_settings(tmp_path, monkeypatch):
-    import config
+def test_user_dictionary_from_settings(tmp_path):
+    """The settings' USER_DICT_PATH reaches the engine's text features (the library itself reads no settings);
+    an edit of the file takes effect at once."""
+    import torch
+
+    from gsv_core.engine.textfeatures import TextFeaturizer
 
     path = tmp_path / "dict.txt"
     path.write_text("银行 yin2 xing2\n", encoding="utf-8")
-    custom = dataclasses.replace(config.settings, user_dict_path=path)
-    assert configured_user_dict(custom) == {"银行": ["yin2", "xing2"]}
-    assert configured_user_dict(dataclasses.replace(config.settings, user_dict_path=None)) is None
-    monkeypatch.setattr(config, "settings", custom)
-    res = text_to_phones("我去银行取钱了。", "zh", "v2", use_g2pw=False)  # user_dict from the settings
-    assert "ing2" in res.phones and "ang2" not in res.phones
+    assert configured_user_dict(path) == {"银行": ["yin2", "xing2"]}
+    assert configured_user_dict(None) is None
+    plain = text_to_phones("我去银行取钱了。", "zh", "v2", use_g2pw=False)
+    assert "ang2" in plain.phones  # without the dictionary 行 reads hang2 here
+    feats = TextFeaturizer(lambda: None, torch.float32, {"use_g2pw": False, "user_dict_path": path})
+    timings = {"frontend": 0.0}
+    unit = feats.prompt_unit("我去银行取钱了。", "zh", "v2", timings)
+    assert unit.ids != tuple(plain.phone_ids)
+    import time
+
+    time.sleep(0.01)
+    path.write_text("# emptied\n", encoding="utf-8")
+    assert feats.prompt_unit("我去银行取钱了。", "zh", "v2", timings).ids == tuple(plain.phone_ids)
 
 
 # ---- text_to_phones ------------------------------------------------------------------------------------------------

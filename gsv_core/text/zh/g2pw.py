@@ -20,7 +20,7 @@ The g2p then corrects the model's readings word by word with the polyphone dicti
 (``data/zh_polyphone_words.tsv``, :func:`apply_polyphone_dictionary`).
 
 The folders come from :func:`configure_g2pw` if it was called, else from the environment variables
-``GSV_G2PW_DIR`` / ``GSV_BERT_DIR``, else from the application settings (``config.settings.g2pw_dir`` and
+``GSV_G2PW_DIR`` / ``GSV_BERT_DIR``, else from what :func:`gsv_core.text.configure` set (the settings' ``g2pw_dir`` and
 ``bert_dir``). :func:`active_g2pw` returns the loaded model, or None after logging one notice when no usable model
 is available, in which case the g2p uses pypinyin.
 """
@@ -514,17 +514,12 @@ def configure_g2pw(
 
 def _default_locations() -> tuple[Optional[Path], Optional[Path], str]:
     """(model folder, tokenizer folder, device) when :func:`configure_g2pw` was not called: the environment
-    variables ``GSV_G2PW_DIR`` / ``GSV_BERT_DIR``, else the application's settings (``g2pw_dir``, ``bert_dir``,
-    ``device`` of config.py) when that module is importable."""
+    variables ``GSV_G2PW_DIR`` / ``GSV_BERT_DIR``, else none (the engine and the CLIs configure G2PW from their
+    settings with :func:`gsv_core.text.configure`)."""
     env_model, env_tok = os.environ.get("GSV_G2PW_DIR"), os.environ.get("GSV_BERT_DIR")
     if env_model:
         return Path(env_model).expanduser(), Path(env_tok).expanduser() if env_tok else None, "auto"
-    try:
-        from config import settings  # the application's settings; absent when gsv_core is used on its own
-    except ImportError:
-        return None, None, "auto"
-    device = "cpu" if str(getattr(settings, "device", "auto")) == "cpu" else "auto"
-    return getattr(settings, "g2pw_dir", None), getattr(settings, "bert_dir", None), device
+    return None, None, "auto"
 
 
 def reset_g2pw() -> None:

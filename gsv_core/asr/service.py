@@ -2,9 +2,9 @@
 
 The service behind the ASR tab and its CLI (no gradio here)::
 
-    python -m eval.asr wavs/ --model pretrained_models/faster-whisper/large-v3 --lang zh --format list --out output/asr
-    python -m eval.asr a.wav b.mp3 --model DIR --lang auto --format csv,srt --out out/ --t2s --punct fullwidth
-    python -m eval.asr --list-models                      # CTranslate2 Whisper folders under config's whisper_dir
+    python -m gsv_core.asr wavs/ --model pretrained_models/faster-whisper/large-v3 --lang zh --format list --out output/asr
+    python -m gsv_core.asr a.wav b.mp3 --model DIR --lang auto --format csv,srt --out out/ --t2s --punct fullwidth
+    python -m gsv_core.asr --list-models                      # CTranslate2 Whisper folders under config's whisper_dir
 
 Models are local CTranslate2 Whisper folders only (``model.bin`` + ``config.json`` + ``tokenizer.json``): a size
 name such as ``large-v3`` is never turned into a download. A model is loaded once and cached per (folder, device,
@@ -17,13 +17,11 @@ segments; the writers turn them into a ``.list`` (``path|speaker|LANG|text``), a
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
 import os
 import re
-import sys
 import threading
 import time
 import unicodedata
@@ -32,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from gsv_core.errors import GSVError
+from gsv_core.fileio import atomic_path, write_bytes_atomic
+from gsv_core.formats import listfile
 
 #: extensions picked up when a folder is given (case-insensitive)
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma",
@@ -51,9 +51,6 @@ COMPUTE_TYPES: tuple[str, ...] = ("auto", "int8", "int8_float32", "int8_float16"
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: punctuation handling for Chinese text: keep as recognised, strip all of it, or normalise to full-width
 PUNCTUATION_MODES: tuple[str, ...] = ("keep", "strip", "fullwidth")
-#: language codes written to / accepted in a GPT-SoVITS .list (upstream's names, upper-case in the file)
-LIST_LANGUAGES = frozenset({"zh", "en", "ja", "ko", "yue", "all_zh", "all_ja", "all_ko", "all_yue", "auto",
-                            "auto_yue"})
 _CHINESE = ("zh", "yue")
 
 ProgressFn = Callable[[float, str], Any]
@@ -182,8 +179,9 @@ def check_model_dir(model_dir: str | os.PathLike | None) -> Path:
     return path.resolve()
 
 
-def resolve_device(device: str) -> tuple[str, int]:
-    """('cpu' | 'cuda', index); 'auto' picks CUDA when ctranslate2 sees a GPU."""
+def ctranslate2_device(device: str) -> tuple[str, int]:
+    """('cpu' | 'cuda', index) as faster-whisper takes them; 'auto' picks CUDA when CTranslate2 sees a GPU (it may
+    see one where the torch build does not, so this is not gsv_core.device's decision)."""
     import ctranslate2
 
     device = (device or "auto").strip()
@@ -275,9 +273,8 @@ def keep_uploads(files: Sequence[str | os.PathLike], root: str | os.PathLike, sp
             n += 1
             target = folder / f"{base}-{n}{src.suffix.lower()}"
         if not target.exists():
-            tmp = target.with_name(target.name + ".part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
+            with atomic_path(target, fsync=False) as tmp:
+                shutil.copyfile(src, tmp)
         kept.append(target)
     return kept
 
@@ -405,7 +402,7 @@ class ASRService:
     def load(self, model_dir: str | os.PathLike, device: str = "auto", compute_type: str = "auto"):
         """The cached WhisperModel for this folder, device and compute type (loaded on first use)."""
         path = check_model_dir(model_dir)
-        dev, index = resolve_device(device)
+        dev, index = ctranslate2_device(device)
         ctype = default_compute_type(dev) if compute_type in (None, "", "auto") else compute_type
         if ctype not in COMPUTE_TYPES:
             raise ASRError(f"unknown compute type {ctype!r} (choose from {', '.join(COMPUTE_TYPES)})")
@@ -547,13 +544,7 @@ def rows_from_table(table: Sequence[Sequence[Any]], original: Sequence[ASRRow]) 
 # writers and the .list reader
 
 def _atomic_write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding=encoding, newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, text.encode(encoding))
 
 
 def _one_line(text: str) -> str:
@@ -561,16 +552,14 @@ def _one_line(text: str) -> str:
 
 
 def list_lines(rows: Sequence[ASRRow], default_lang: str = "zh") -> tuple[list[str], list[ASRRow]]:
-    """The ``.list`` lines of the usable rows, and the rows left out (failed or empty text)."""
+    """The ``.list`` lines of the usable rows (gsv_core.formats.listfile's rules), and the rows left out (failed
+    or empty text)."""
     lines, skipped = [], []
     for r in rows:
-        text = _one_line(r.text).replace("|", " ")
-        if not r.ok or not text:
+        if not r.ok or not _one_line(r.text):
             skipped.append(r)
             continue
-        lang = (r.lang or default_lang or "zh").lower()
-        speaker = _one_line(r.speaker).replace("|", "_") or "speaker"
-        lines.append(f"{r.path}|{speaker}|{lang.upper()}|{text}")
+        lines.append(listfile.format_line(r.path, r.speaker, (r.lang or default_lang or "zh").lower(), r.text))
     return lines, skipped
 
 
@@ -636,40 +625,16 @@ def write_srt(rows: Sequence[ASRRow], out_dir: str | os.PathLike) -> list[Path]:
 
 
 def read_list(path: str | os.PathLike, max_errors: int = 20) -> list[ASRRow]:
-    """Read a GPT-SoVITS ``.list``; every malformed line is named (line number and reason) in one ListFormatError.
-    Blank lines are skipped; a UTF-8 BOM is accepted."""
-    path = Path(path)
-    if not path.is_file():
-        raise ASRError(f".list file not found: {path}")
+    """Read a GPT-SoVITS ``.list`` for proofreading; every malformed line is named (line number and reason) in one
+    ListFormatError (gsv_core.formats.listfile's rules: ``|`` allowed in the text, BOM, GBK)."""
     try:
-        content = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ListFormatError(f"{path}: not UTF-8 text (byte {exc.start}); save the .list as UTF-8") from None
-    rows: list[ASRRow] = []
-    errors: list[str] = []
-    for no, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("|")
-        if len(parts) != 4:
-            errors.append(f"line {no}: expected 4 fields path|speaker|lang|text separated by '|', found {len(parts)}")
-            continue
-        audio, speaker, lang, text = (p.strip() for p in parts)
-        if not audio:
-            errors.append(f"line {no}: empty audio path")
-        elif lang.lower() not in LIST_LANGUAGES:
-            errors.append(f"line {no}: unknown language {lang!r} (expected one of "
-                          f"{', '.join(sorted(x.upper() for x in LIST_LANGUAGES))})")
-        elif not text:
-            errors.append(f"line {no}: empty text")
-        else:
-            rows.append(ASRRow(path=audio, speaker=speaker, lang=lang.lower(), text=text))
-    if errors:
-        more = f"\n... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
-        raise ListFormatError(f"{path}: {len(errors)} malformed line(s):\n" + "\n".join(errors[:max_errors]) + more)
-    if not rows:
+        parsed = listfile.read_list(path, strict=True, max_errors=max_errors)
+    except listfile.ListFormatError as exc:
+        raise ListFormatError(str(exc)) from None
+    if not parsed.rows:
         raise ListFormatError(f"{path}: no entries")
-    return rows
+    return [ASRRow(path=r.audio, speaker=r.speaker, lang=r.lang or r.lang_code.lower(), text=r.text)
+            for r in parsed.rows]
 
 
 FORMATS = ("list", "csv", "srt")
@@ -686,99 +651,6 @@ def save(rows: Sequence[ASRRow], fmt: str, out_dir: str | os.PathLike, name: str
     if fmt == "srt":
         return write_srt(rows, out_dir / f"{name}_srt" if len(rows) > 1 else out_dir)
     raise ASRError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# CLI
-
-def _parse_formats(raw: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for item in raw:
-        for f in item.split(","):
-            f = f.strip().lower()
-            if not f:
-                continue
-            if f not in FORMATS:
-                raise ASRError(f"unknown format {f!r} (choose from {', '.join(FORMATS)})")
-            if f not in out:
-                out.append(f)
-    return out or ["list"]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from config import settings
-
-    ap = argparse.ArgumentParser(prog="python -m eval.asr",
-                                 description="Transcribe audio files or folders with faster-whisper into a "
-                                             "GPT-SoVITS .list, CSV or SRT.")
-    ap.add_argument("inputs", nargs="*", help="audio files and/or folders (folders are searched recursively)")
-    ap.add_argument("--model", help="CTranslate2 Whisper model folder (default: the only/first folder under "
-                                    f"whisper_dir, {settings.whisper_dir})")
-    ap.add_argument("--lang", default="zh", help="language code or 'auto' (default zh)")
-    ap.add_argument("--format", action="append", default=[], help="list, csv, srt (repeat or comma-separate; "
-                                                                  "default list)")
-    ap.add_argument("--out", type=Path, default=None, help=f"output folder (default {settings.output_dir}/asr)")
-    ap.add_argument("--name", default=None, help="base name of the result files (default: the input's name)")
-    ap.add_argument("--speaker", default=None, help="speaker name for every row (default: each file's folder name)")
-    ap.add_argument("--no-vad", dest="vad", action="store_false", help="disable the Silero VAD filter")
-    ap.add_argument("--beam", type=int, default=5, help="beam size (default 5)")
-    ap.add_argument("--device", default=settings.device if settings.device in ("auto", "cpu") or
-                    settings.device.startswith("cuda") else "auto")
-    ap.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES,
-                    help="auto = int8 on CPU, float16 on CUDA")
-    ap.add_argument("--t2s", action="store_true", help="convert Traditional to Simplified Chinese")
-    ap.add_argument("--punct", default="keep", choices=PUNCTUATION_MODES, help="Chinese punctuation handling")
-    ap.add_argument("--max-new-tokens", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--temperature", type=float, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--list-models", action="store_true", help="list the model folders under whisper_dir and exit")
-    args = ap.parse_args(argv)
-
-    service = ASRService.from_settings(settings)
-    try:
-        if args.list_models:
-            models = service.list_models()
-            if not models:
-                print(f"no CTranslate2 Whisper model folders under {settings.whisper_dir}", file=sys.stderr)
-                return 1
-            print("\n".join(models))
-            return 0
-        if not args.inputs:
-            ap.error("give at least one audio file or folder")
-        formats = _parse_formats(args.format)
-        model = args.model
-        if not model:
-            models = service.list_models()
-            if not models:
-                raise ASRError(f"no --model given and no model folder under {settings.whisper_dir}")
-            model = models[0]
-        opts = ASROptions(model_dir=model, language=args.lang, vad_filter=args.vad, beam_size=args.beam,
-                          device=args.device, compute_type=args.compute_type, t2s=args.t2s,
-                          punctuation=args.punct, speaker=args.speaker, max_new_tokens=args.max_new_tokens,
-                          temperature=args.temperature)
-        t0 = time.perf_counter()
-
-        def report(fraction: float, message: str) -> None:
-            print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
-
-        rows = service.transcribe(args.inputs, opts, progress=report)
-        name = _safe_name(args.name) if args.name else default_output_name(args.inputs)
-        out_dir = args.out if args.out is not None else settings.output_dir / "asr"
-        failed = [r for r in rows if not r.ok]
-        for r in failed:
-            print(f"error: {r.error}", file=sys.stderr)
-        for fmt in formats:
-            for p in save(rows, fmt, out_dir, name, default_lang=args.lang if args.lang != "auto" else "zh"):
-                print(p)
-        print(f"{len(rows) - len(failed)}/{len(rows)} files transcribed in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
-        return 2 if failed else 0
-    except GSVError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def transcriber(service: "ASRService", model_dir: str | os.PathLike, device: str = "auto", **options: Any
