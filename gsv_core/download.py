@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence, TextIO
 from huggingface_hub import hf_hub_download
 
 from .formats import safezip
+from .versions import VERSIONS as VERSION_TABLE
 
 MODELS_REPO = "lj1995/GPT-SoVITS"
 G2PW_REPO = "XXXXRT/GPT-SoVITS-Pretrained"
@@ -146,7 +147,6 @@ ITEMS: tuple[Item, ...] = (
 )
 
 ITEMS_BY_KEY = {item.key: item for item in ITEMS}
-VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
 #: everything one version needs for synthesis and finetuning
 VERSION_NEEDS: dict[str, tuple[str, ...]] = {
     "v1": ("bert", "hubert", "v1"),
@@ -154,6 +154,8 @@ VERSION_NEEDS: dict[str, tuple[str, ...]] = {
     "v2Pro": ("bert", "hubert", "g2pw", "sv", "v2Pro"),
     "v2ProPlus": ("bert", "hubert", "g2pw", "sv", "v2ProPlus"),
 }
+#: the model versions (gsv_core.versions) whose files this downloader knows
+VERSIONS = tuple(v for v in VERSION_TABLE if v in VERSION_NEEDS)
 
 
 # ----------------------------------------------------------------------------------------------------------------

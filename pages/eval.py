@@ -13,14 +13,17 @@ from typing import Any, Optional
 
 import gradio as gr
 
+from gsv_core import languages
+
 from .common import on_page_load, user_errors
 
 SUMMARY_COLUMNS = ["system", "utterances", "error_rate", "substitutions", "deletions", "insertions", "ref_len",
                    "similarity_mean", "rtf_mean", "duration_mean", "tries", "rerolled", "failed_threshold",
                    "asr_failed", "flags"]
 PAIRWISE_COLUMNS = ["a", "b", "metric", "n", "diff_b_minus_a", "ci_low", "ci_high", "verdict"]
-ASR_LANGS = ["zh", "en", "ja", "ko", "yue", "auto"]
-TEXT_LANGS = [("中文 zh", "zh"), ("English en", "en"), ("全中文 all_zh", "all_zh"), ("auto", "auto")]
+#: from the one language table
+ASR_LANGS = [*(lang.whisper for lang in languages.LANGUAGES.values()), "auto"]
+TEXT_LANGS = languages.choices()
 
 HELP = """
 **Test CSV**: a header row `id,text` and optionally `ref_audio,ref_text,lang` (relative audio paths are taken from

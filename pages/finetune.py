@@ -12,10 +12,15 @@ from typing import Any, Optional
 
 import gradio as gr
 
+from gsv_core import languages
+from gsv_core.versions import finetune_versions
+
 from .common import on_page_load, user_errors
 
-VERSIONS = ["v1", "v2", "v2Pro", "v2ProPlus"]
-LANGS = [("中文 zh", "zh"), ("English en", "en")]
+#: from the one version and language tables
+VERSIONS = list(finetune_versions())
+LANGS = [(f"{lang.name_zh} {lang.name_en} · {code}", code) for code, lang in languages.LANGUAGES.items()
+         if code in languages.IMPLEMENTED]
 RULE_COLUMNS = ["group / rule", "clips", "seconds", "only reason"]
 SELECTION_COLUMNS = ["rank", "best", "system", "cer", "similarity", "rank_cer", "rank_similarity", "gpt", "sovits"]
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import GSVError
+from ..versions import is_pro
 from ..loading import check_pairing
 from ..models.s1 import MAX_DECODE_STEPS, fixed_length_hook
 from ..models.sampling import SamplingParams
@@ -188,7 +189,7 @@ class TTSEngine:
             device, dtype = self.registry.device, self.registry.dtype
             specs = [self.refs.spectrogram(r, device, dtype) for r in [ref, *aux]]
             sv = None
-            if version in ("v2Pro", "v2ProPlus"):
+            if is_pro(version):
                 speaker = self.registry.speaker(self.sv_path)
                 sv = [self.refs.speaker_embedding(r, speaker).to(device, dtype) for r in [ref, *aux]]
             prompt_tokens = None

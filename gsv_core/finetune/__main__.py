@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from gsv_core.errors import GSVError
+from gsv_core.versions import finetune_versions
 
 COMMANDS = ("slice", "data", "features", "train-s2", "train-s1", "all", "select", "status")
 
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--name", required=True, help="experiment name (folder under EXPERIMENTS_DIR)")
         if not full:
             return
-        sp.add_argument("--version", choices=("v1", "v2", "v2Pro", "v2ProPlus"), help="model version (default v2Pro)")
+        sp.add_argument("--version", choices=finetune_versions(), help="model version (default v2Pro)")
         sp.add_argument("--list", dest="source", help="GPT-SoVITS .list (path|speaker|lang|text) or CSV (audio, text)")
         sp.add_argument("--audio-dir", help="look audio files up here by base name")
         sp.add_argument("--lang", dest="default_lang", help="language of CSV rows without one (default zh)")

@@ -75,10 +75,17 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensor must live: NCCL (CUDA training) only moves GPU tensors, gloo CPU ones."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_mean(value: float, info: DistInfo) -> float:
     if not info.enabled:
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
 
@@ -87,7 +94,7 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     """Rank 0's decision (e.g. 'cancel now') for every rank, so all processes stop at the same step."""
     if not info.enabled:
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_collective_device())
     dist.broadcast(t, src=0)
     return bool(t.item())
 

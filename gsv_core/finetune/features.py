@@ -62,6 +62,7 @@ from gsv_core.fileio import write_bytes_atomic
 
 from .common import TrainingError
 from gsv_core import languages
+from gsv_core.versions import VERSIONS as VERSION_TABLE, finetune_versions
 from gsv_core.fileio import write_json_atomic, write_text_atomic
 from gsv_core.formats import listfile
 
@@ -78,8 +79,8 @@ PEAK_TARGET = 0.95
 MIX_ALPHA = 0.5
 WAV_SCALE = 32768.0
 HUBERT_SCALE = 1145.14
-PRO_VERSIONS = ("v2Pro", "v2ProPlus")
-VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+PRO_VERSIONS = tuple(v for v, m in VERSION_TABLE.items() if m.speaker_embedding)
+VERSIONS = finetune_versions()
 SEMANTIC_HEADER = "item_name\tsemantic_audio"
 DOWNLOAD_HINT = "python -m gsv_core.download"
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from gsv_core.errors import GSVError
+from gsv_core.versions import finetune_versions, is_pro
 from .common import CancelFn, ProgressFn
 from gsv_core.fileio import write_json_atomic
 
 from .layout import ExperimentLayout, check_experiment_name
 
 STAGES = ("data", "features", "s2", "s1")
-VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+VERSIONS = finetune_versions()  # the one version table
 #: the share of the one-click progress bar each stage takes
 _WEIGHTS = {"data": 0.1, "features": 0.2, "s2": 0.4, "s1": 0.3}
 
@@ -287,7 +288,7 @@ class Experiment:
         c, p = self.config, self.pretrained()
         if not self.layout.split_list("train").is_file():
             raise FinetuneError("the data stage has not run: prepare the data first (it writes train.list)")
-        sv = self._require(p["sv"], "speaker model (ERes2NetV2)", "sv") if c.version in ("v2Pro", "v2ProPlus") else None
+        sv = self._require(p["sv"], "speaker model (ERes2NetV2)", "sv") if is_pro(c.version) else None
         self.save()
         t0 = time.time()
         from gsv_core.text import configure

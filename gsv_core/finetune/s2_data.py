@@ -38,10 +38,12 @@ from gsv_core.errors import GSVError
 from gsv_core.features.spectrogram import linear_spectrogram
 from gsv_core.text.symbols import symbol_to_id
 
+from gsv_core.versions import VERSIONS
+
 from .common import TrainingError
 from .layout import ExperimentLayout
 
-PRO_VERSIONS = ("v2Pro", "v2ProPlus")
+PRO_VERSIONS = tuple(v for v, m in VERSIONS.items() if m.speaker_embedding)
 BUCKET_BOUNDARIES = (32, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800,
                      1900)
 MIN_ITEMS = 100  # smaller sets are repeated up to about this many items per epoch (upstream)

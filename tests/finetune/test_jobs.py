@@ -56,10 +56,11 @@ def test_job_runs_stage_then_follow_up_and_refuses_a_second_job(settings, tmp_pa
     with pytest.raises(JobBusyError, match="still running"):
         jobs.start(FinetuneConfig(name="b", source=str(tmp_path / "d.list")), ("data",))
     deadline = time.monotonic() + 60
-    while "[select]" not in jobs.status().message and time.monotonic() < deadline:
+    while jobs.status().stage != "select" and time.monotonic() < deadline:
         time.sleep(0.05)
     st = jobs.status()
     assert st.state == "running" and 0.85 <= st.fraction < 1.0 and st.stages == ("data", "select")
+    assert st.message == "half" and st.stage_number == 2  # "[select] half": the stage is parsed off the message
     gate.set()
     st = jobs.wait(60)
     assert st.state == "done" and st.fraction == 1.0 and st.result == "ranked" and seen["exports"]

@@ -10,9 +10,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .layers import WNConv1d, WNConv2d
+from gsv_core.versions import VERSIONS
 
 LRELU_SLOPE = 0.1
-PRO_VERSIONS = ("v2Pro", "v2ProPlus")
+PRO_VERSIONS = tuple(v for v, m in VERSIONS.items() if m.speaker_embedding)  # gsv_core.versions
 
 
 def discriminator_periods(version: str) -> list[int]:

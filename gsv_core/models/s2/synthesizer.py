@@ -24,8 +24,9 @@ from .quantizer import ResidualVectorQuantizer
 from .ref_encoder import MelStyleEncoder
 from .layers import sequence_mask
 from .text_encoder import SSL_DIM, TextEncoder
+from gsv_core.versions import VERSIONS
 
-PRO_VERSIONS = ("v2Pro", "v2ProPlus")
+PRO_VERSIONS = tuple(v for v, m in VERSIONS.items() if m.speaker_embedding)  # gsv_core.versions
 SV_DIM = 20480  # ERes2NetV2 embedding width fed to sv_emb
 MRTE_GE_DIM = 512  # MRTE adds ge to its 512-wide hidden state
 N_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}
@@ -147,7 +148,10 @@ class SynthesizerTrn(nn.Module):
         _put(capture, "enc_p_logs_p", logs_p)
         _put(capture, "enc_p_y_mask", mask)
 
-        noise = torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
+        # drawn on the generator's device (a CPU generator with a CUDA model would fail), then moved: on one device
+        # this is the plain draw, and a CPU generator gives the same noise whichever device the model runs on
+        noise_device = m_p.device if generator is None else generator.device
+        noise = torch.randn(m_p.shape, generator=generator, device=noise_device, dtype=m_p.dtype).to(m_p.device)
         z_p = m_p + noise * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, mask, g=ge, reverse=True)
         _put(capture, "flow_out_z", z)
@@ -222,7 +226,7 @@ def rand_slice_segments(x: torch.Tensor, lengths: torch.Tensor, size: int) -> tu
     """A random window of ``size`` frames inside each item's valid length (upstream's rule: start =
     int(U[0, 1) * (length - size + 1)), the uniforms drawn on the CPU generator), clamped at 0 for short items."""
     top = (lengths.to("cpu") - size + 1).to(torch.float32)
-    starts = (torch.rand([x.size(0)]) * top).to(torch.long).clamp_(min=0)
+    starts = (torch.rand([x.size(0)], device="cpu") * top).to(torch.long).clamp_(min=0)
     starts = starts.to(x.device)
     return slice_segments(x, starts, size), starts
 
