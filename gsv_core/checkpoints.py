@@ -9,6 +9,11 @@ Formats (see ``docs/ARCHITECTURE.md`` and the upstream spec):
   place of the zip's leading ``PK`` (``05``, ``06``, ``03``, ``04``); the pickled config refers to upstream's class
   ``utils.HParams`` by name.
 * ERes2NetV2 speaker model: a bare state dict.
+* SoVITS v3/v4 (``s2Gv3.pth`` / ``s2Gv4.pth``): the same s2 layout with SynthesizerTrnV3 weights (``cfm.*``, ``bridge``,
+  ``wns1``...). Their LoRA exports (header ``03`` / ``04``, ``lora_rank``) hold only the trained tensors under peft's
+  names and are applied on top of the official base model (``loading.load_sovits``). Vocoders: the v3 BigVGAN folder
+  (``config.json`` + ``bigvgan_generator.pt`` = ``{"generator": weight-norm state dict}``) and the v4 ``vocoder.pth``
+  (a bare state dict).
 
 Every file is read with torch's weights-only unpickler. The only non-tensor class we allow is upstream's
 ``utils.HParams``, mapped to :class:`HParams` below, which merely stores attributes. A pickle that asks for
@@ -65,10 +70,20 @@ OFFICIAL_SOVITS_HASHES: dict[str, tuple[str, str]] = {
 }
 
 SUPPORTED_SOVITS_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+CFM_SOVITS_VERSIONS = ("v3", "v4")  # SoVITS + CFM (DiT) + vocoder
 GPT_PREFIX = "model."
 
 # Keys that only exist in SoVITS v3/v4 (CFM + vocoder) generators.
 _V3V4_KEY_PREFIXES = ("cfm.", "bridge.", "wns1.", "linear_mel.")
+# Keys of the v1/v2 decoder that a v3/v4 model does not have.
+_VITS_DECODER_PREFIXES = ("dec.", "flow.")
+
+#: The base model a v3/v4 LoRA file is applied to: version -> path in upstream's pretrained_models folder.
+CFM_BASE_MODELS: dict[str, str] = {"v3": "s2Gv3.pth", "v4": "gsv-v4-pretrained/s2Gv4.pth"}
+#: The vocoders: v3 BigVGAN folder (config.json + bigvgan_generator.pt), v4 HiFi-GAN state dict.
+BIGVGAN_DIR = "models--nvidia--bigvgan_v2_24khz_100band_256x"
+BIGVGAN_WEIGHTS = "bigvgan_generator.pt"
+V4_VOCODER = "gsv-v4-pretrained/vocoder.pth"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -366,6 +381,31 @@ class SoVITSCheckpoint:
     def is_pro(self) -> bool:
         return self.model_version in ("v2Pro", "v2ProPlus")
 
+    @property
+    def is_cfm(self) -> bool:
+        """SoVITS v3/v4: decodes mels with a CFM and needs a vocoder."""
+        return self.model_version in CFM_SOVITS_VERSIONS
+
+    @property
+    def is_lora(self) -> bool:
+        """A v3/v4 LoRA export: only the trained tensors, applied on top of the official base model."""
+        return self.header in LORA_HEADERS.values()
+
+    @property
+    def lora_rank(self) -> int:
+        return int(self.extra.get("lora_rank") or 0)
+
+    @property
+    def base_model_name(self) -> str | None:
+        """For a LoRA file: the official base model's path in upstream's pretrained_models folder."""
+        return CFM_BASE_MODELS[self.model_version] if self.is_lora else None
+
+    @property
+    def base_model_hint(self) -> str | None:
+        """For a LoRA file: the base path its training config recorded (train.pretrained_s2G), if any."""
+        hint = (self.config.get("train") or {}).get("pretrained_s2G") if self.is_lora else None
+        return str(hint) if hint else None
+
     def num_parameters(self) -> int:
         return count_parameters(self.weight, skip_buffers=("quantizer.",))
 
@@ -379,24 +419,43 @@ def _first_8k_md5(data: bytes) -> str:
 
 
 def detect_sovits_version(
-    header: bytes, weight: Mapping[str, torch.Tensor], config: Mapping[str, Any], path: Path | None = None
+    header: bytes, weight: Mapping[str, torch.Tensor], config: Mapping[str, Any], path: Path | None = None,
+    official_version: str | None = None,
 ) -> tuple[str, str]:
     """(symbol_version, model_version) from the header, the keys and shapes, and the config, as upstream decides.
 
-    Raises UnsupportedVersionError for v3/v4 and LoRA files and CheckpointError when the signals contradict.
+    v3/v4: header ``02`` (v3), ``03``/``04`` (v3/v4 LoRA), the official file hash (``official_version``), else any
+    CFM key with the config's ``model.version`` deciding between v3 and v4 (v3 when it names neither, as upstream's
+    size rule does for large plain files). Raises CheckpointError when the signals contradict.
     """
     where = str(path) if path else "this SoVITS file"
     header_info = HEADER_VERSIONS.get(header) if header != ZIP_MAGIC else None
     cfg_version = str((config.get("model") or {}).get("version") or config.get("version") or "")
-    if header_info and header_info[2]:
-        raise UnsupportedVersionError(
-            f"{where} is a SoVITS {header_info[1]} LoRA file (header {header.decode()!r}); SoVITS v3/v4 are not supported yet"
-        )
-    if (header_info and header_info[1] in ("v3", "v4")) or any(k.startswith(_V3V4_KEY_PREFIXES) for k in weight):
-        ver = header_info[1] if header_info and header_info[1] in ("v3", "v4") else (cfg_version if cfg_version in ("v3", "v4") else "v3/v4")
-        raise UnsupportedVersionError(
-            f"{where} is a SoVITS {ver} model (CFM + vocoder), which is not supported yet; use a v1, v2, v2Pro or v2ProPlus model"
-        )
+    has_cfm = any(k.startswith(_V3V4_KEY_PREFIXES) for k in weight)
+    header_cfm = bool(header_info and header_info[1] in CFM_SOVITS_VERSIONS)
+    if header_cfm or has_cfm or official_version in CFM_SOVITS_VERSIONS:
+        if header_cfm:
+            ver = header_info[1]
+        elif official_version in CFM_SOVITS_VERSIONS:
+            ver = official_version
+        else:
+            ver = cfg_version if cfg_version in CFM_SOVITS_VERSIONS else "v3"
+        if any(k.startswith(_VITS_DECODER_PREFIXES) for k in weight):
+            raise UnsupportedVersionError(
+                f"{where} is marked as SoVITS {ver} but also holds the v1/v2 decoder (flow / dec tensors): GPT-SoVITS "
+                "never writes such a mixed file, and it is not supported yet"
+            )
+        lora_keys = [k for k in weight if ".lora_A." in k or ".lora_B." in k]
+        if header_info and header_info[2]:
+            if not lora_keys:
+                raise CheckpointError(f"{where}: header {header.decode()!r} marks a SoVITS {ver} LoRA file, but it "
+                                      "holds no LoRA tensors (lora_A / lora_B)")
+        else:
+            if lora_keys:
+                raise CheckpointError(f"{where} holds LoRA tensors but lacks the LoRA header ('03' v3 / '04' v4)")
+            if not has_cfm:
+                raise CheckpointError(f"{where}: header/hash says SoVITS {ver} but the weights have no CFM (cfm.*)")
+        return "v2", ver
     emb = weight.get("enc_p.text_embedding.weight")
     if emb is None:
         raise CheckpointError(f"{where} has no enc_p.text_embedding.weight: not SoVITS generator weights")
@@ -460,8 +519,8 @@ def _parse_sovits(obj: Any, header: bytes, data: bytes, p: Path) -> SoVITSCheckp
         raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)}: no usable 'config' (found {type(config_object).__name__})")
     if not isinstance(config.get("model"), Mapping) or not isinstance(config.get("data"), Mapping):
         raise CheckpointError(f"{_describe(p, SOVITS_EXPECTED)}: config lacks its 'model' or 'data' section")
-    symbol_version, model_version = detect_sovits_version(header, weight, config, p)
     official = OFFICIAL_SOVITS_HASHES.get(_first_8k_md5(data if header == ZIP_MAGIC else header + data[2:]))
+    symbol_version, model_version = detect_sovits_version(header, weight, config, p, official[1] if official else None)
     extra = {k: v for k, v in obj.items() if k not in ("weight", "config", "info")}
     return SoVITSCheckpoint(
         path=p,
@@ -488,16 +547,21 @@ def save_sovits_checkpoint(
     """Write exported SoVITS weights as upstream's ``savee`` does.
 
     Drops every ``enc_q`` tensor, casts to fp16, stores the config as ``utils.HParams`` and stamps the version
-    header of v2Pro (``05``) / v2ProPlus (``06``); v1/v2 files stay plain zips."""
-    if model_version not in SUPPORTED_SOVITS_VERSIONS:
-        raise UnsupportedVersionError(f"cannot write SoVITS {model_version} weights; supported: {SUPPORTED_SOVITS_VERSIONS}")
+    header of v2Pro (``05``) / v2ProPlus (``06``); v1/v2 and full v3/v4 files stay plain zips. A v3/v4 LoRA export
+    (``extra={"lora_rank": r}``, LoRA tensors under peft's ``cfm.base_model.model.`` names) gets ``03`` / ``04``."""
+    if model_version not in SUPPORTED_SOVITS_VERSIONS + CFM_SOVITS_VERSIONS:
+        raise UnsupportedVersionError(
+            f"cannot write SoVITS {model_version} weights; supported: {SUPPORTED_SOVITS_VERSIONS + CFM_SOVITS_VERSIONS}")
     weight = {k: v.detach().to("cpu", torch.float16) for k, v in state_dict.items() if "enc_q" not in k}
     payload: OrderedDict[str, Any] = OrderedDict()
     payload["weight"] = weight
     payload["config"] = HParams.from_mapping(config)
     payload["info"] = str(info)
     payload.update(extra or {})
-    header = VERSION_HEADERS.get(model_version, ZIP_MAGIC)
+    if model_version in CFM_SOVITS_VERSIONS and payload.get("lora_rank"):
+        header = LORA_HEADERS[model_version]
+    else:
+        header = VERSION_HEADERS.get(model_version, ZIP_MAGIC)
     return atomic_torch_save(payload, path, header=header, official_names=True)
 
 
@@ -524,6 +588,64 @@ def _parse_sv(obj: Any, p: Path) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict(obj)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Vocoders of SoVITS v3 (BigVGAN folder) and v4 (vocoder.pth)
+
+BIGVGAN_EXPECTED = (f"the v3 vocoder: a BigVGAN folder ({BIGVGAN_DIR}/) holding config.json and {BIGVGAN_WEIGHTS}")
+V4_VOCODER_EXPECTED = f"the v4 vocoder state dict ({V4_VOCODER})"
+
+
+def _is_bigvgan_state(obj: Any) -> bool:
+    return _is_tensor_dict(obj) and ("conv_pre.weight_v" in obj or "conv_pre.weight" in obj) and any(
+        ".activations." in k for k in obj)
+
+
+def _is_v4_vocoder_state(obj: Any) -> bool:
+    return _is_tensor_dict(obj) and "conv_pre.weight" in obj and "ups.0.weight" in obj and "conv_post.bias" in obj
+
+
+def load_bigvgan_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config, generator state dict)`` of a BigVGAN folder (or of its ``bigvgan_generator.pt[.xz]`` with the
+    ``config.json`` beside it), read safely; the state is in weight-norm form as NVIDIA ships it."""
+    import json
+
+    p = Path(path)
+    if p.is_dir():
+        folder = p
+        weights = next((folder / n for n in (BIGVGAN_WEIGHTS, BIGVGAN_WEIGHTS + ".xz") if (folder / n).is_file()), None)
+        if weights is None:
+            raise CheckpointError(f"{folder} has no {BIGVGAN_WEIGHTS}: it is not {BIGVGAN_EXPECTED}")
+    else:
+        folder, weights = p.parent, p
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{folder} has no config.json: it is not {BIGVGAN_EXPECTED}")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path} is not readable JSON: {exc}") from exc
+    if not isinstance(config, dict) or "upsample_rates" not in config or "num_mels" not in config:
+        raise CheckpointError(f"{cfg_path} is not a BigVGAN config (no upsample_rates / num_mels)")
+    _, data = read_file_bytes(weights, BIGVGAN_EXPECTED)
+    obj = safe_torch_load(data, weights, BIGVGAN_EXPECTED)
+    state = obj.get("generator") if isinstance(obj, Mapping) else None
+    if not _is_bigvgan_state(state):
+        raise CheckpointError(f"{_describe(weights, BIGVGAN_EXPECTED)}: no 'generator' state dict of a BigVGAN")
+    return config, dict(state)
+
+
+def load_v4_vocoder_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    p = Path(path)
+    _, data = read_file_bytes(p, V4_VOCODER_EXPECTED)
+    obj = safe_torch_load(data, p, V4_VOCODER_EXPECTED)
+    if isinstance(obj, Mapping) and _is_tensor_dict(obj.get("weight")):
+        obj = obj["weight"]
+    if not _is_v4_vocoder_state(obj):
+        raise CheckpointError(f"{_describe(p, V4_VOCODER_EXPECTED)}: keys do not look like the v4 HiFi-GAN vocoder "
+                              "(conv_pre / ups / conv_post with bias)")
+    return dict(obj)
+
+
 def load_state_dict_file(path: str | os.PathLike, expected: str = "a PyTorch state dict") -> dict[str, Any]:
     """Safely load any torch-saved mapping (e.g. a pretrained discriminator ``{"weight": ...}``)."""
     p = Path(path)
@@ -534,14 +656,16 @@ def load_state_dict_file(path: str | os.PathLike, expected: str = "a PyTorch sta
     return dict(obj)
 
 
-ANY_EXPECTED = "a GPT-SoVITS GPT .ckpt, SoVITS .pth, discriminator .pth or ERes2NetV2 speaker checkpoint"
+ANY_EXPECTED = ("a GPT-SoVITS GPT .ckpt, SoVITS .pth, discriminator .pth, vocoder (bigvgan_generator.pt / vocoder.pth) "
+                "or ERes2NetV2 speaker checkpoint")
 
 
 def load_any_checkpoint(path: str | os.PathLike) -> GPTCheckpoint | SoVITSCheckpoint | "OrderedDict[str, torch.Tensor]" | dict:
     """Read a file once and return the matching typed checkpoint (used by ``python -m gsv_core.inspect``).
 
-    Returns a GPTCheckpoint, a SoVITSCheckpoint, an ERes2NetV2 state dict, or the raw mapping of a pretrained
-    discriminator (``{"weight": {"discriminators....": ...}}``)."""
+    Returns a GPTCheckpoint, a SoVITSCheckpoint, an ERes2NetV2 state dict, the raw mapping of a pretrained
+    discriminator (``{"weight": {"discriminators....": ...}}``), or for a vocoder ``{"vocoder": "bigvgan",
+    "generator": state}`` / ``{"vocoder": "v4", "state_dict": state}``."""
     p = Path(path)
     header, data = read_file_bytes(p, ANY_EXPECTED)
     if header != ZIP_MAGIC and header not in HEADER_VERSIONS and header[:1] != b"\x80":
@@ -557,6 +681,10 @@ def load_any_checkpoint(path: str | os.PathLike) -> GPTCheckpoint | SoVITSCheckp
         if any(k.startswith("discriminators.") for k in keys):
             return dict(obj)
         return _parse_sovits(obj, header, data, p)
+    if _is_bigvgan_state(obj.get("generator")):
+        return {"vocoder": "bigvgan", "generator": dict(obj["generator"])}
+    if _is_v4_vocoder_state(obj):
+        return {"vocoder": "v4", "state_dict": dict(obj)}
     nested = obj.get("state_dict")
     if _is_tensor_dict(nested) and all(k.startswith(GPT_PREFIX) for k in nested):
         return _parse_gpt(obj, p)  # raises the "Lightning training checkpoint" message

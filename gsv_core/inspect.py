@@ -1,7 +1,8 @@
 """``python -m gsv_core.inspect FILE [FILE ...] [--json]``: what a checkpoint or model folder is.
 
-Prints the kind (GPT / SoVITS / discriminator / speaker model / BERT / HuBERT folder), the version, a config
-summary and the parameter count, or a clear one-line error. Nothing is executed from the file: checkpoints go
+Prints the kind (GPT / SoVITS, v3/v4 and their LoRA files included / v3 BigVGAN or v4 vocoder / discriminator /
+speaker model / BERT / HuBERT folder), the version, a config summary and the parameter count, or a clear one-line
+error. Nothing is executed from the file: checkpoints go
 through the weights-only loader, model folders are read from their ``config.json`` and tensor headers.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .checkpoints import (
     SoVITSCheckpoint,
     count_parameters,
     load_any_checkpoint,
+    load_bigvgan_files,
     load_state_dict_file,
 )
 from .errors import GSVError
@@ -44,6 +46,49 @@ def _s1_summary(ck: GPTCheckpoint) -> dict[str, Any]:
 
 def _s2_summary(ck: SoVITSCheckpoint) -> dict[str, Any]:
     m, d = ck.config["model"], ck.config["data"]
+    if ck.is_lora:
+        return {
+            "kind": f"SoVITS {ck.model_version} LoRA (s2, CFM attention adapters)",
+            "version": ck.model_version,
+            "symbol_version": ck.symbol_version,
+            "header": ck.header.decode("latin-1"),
+            "info": ck.info,
+            "config": {
+                "lora_rank": ck.lora_rank,
+                "base_model": ck.base_model_name,
+                "base_model_recorded": ck.base_model_hint,
+                "lora_tensors": sum(1 for k in ck.weight if ".lora_" in k),
+                "other_tensors": sum(1 for k in ck.weight if ".lora_" not in k),
+            },
+            "parameters": ck.num_parameters(),
+            "dtype": sorted({str(t.dtype).replace("torch.", "") for t in ck.weight.values()}),
+        }
+    if ck.is_cfm:
+        import torch
+
+        dit = {k for k in ck.weight if k.startswith("cfm.estimator.transformer_blocks.")}
+        proj = ck.weight.get("cfm.estimator.proj_out.weight", torch.zeros(0, 0))
+        vocoder = "BigVGAN 24 kHz (models--nvidia--bigvgan_v2_24khz_100band_256x/)" if ck.model_version == "v3" \
+            else "HiFi-GAN 48 kHz (gsv-v4-pretrained/vocoder.pth)"
+        return {
+            "kind": f"SoVITS {ck.model_version} weights (s2 + CFM/DiT; needs a vocoder)",
+            "version": ck.model_version,
+            "symbol_version": ck.symbol_version,
+            "header": ck.header.decode("latin-1"),
+            "official_pretrained": ck.official_name,
+            "info": ck.info,
+            "config": {
+                "output_rate": 24000 if ck.model_version == "v3" else 48000,
+                "vocoder": vocoder,
+                "hidden_channels": m.get("hidden_channels"),
+                "n_layers": m.get("n_layers"),
+                "fea_channels": int(ck.weight["bridge.0.weight"].shape[0]) if "bridge.0.weight" in ck.weight else None,
+                "dit_dim": int(proj.shape[1]) if proj.dim() == 2 else None,
+                "dit_depth": len({k.split(".")[3] for k in dit}),
+            },
+            "parameters": ck.num_parameters(),
+            "dtype": sorted({str(t.dtype).replace("torch.", "") for t in ck.weight.values()}),
+        }
     return {
         "kind": "SoVITS (s2) weights",
         "version": ck.model_version,
@@ -66,6 +111,25 @@ def _s2_summary(ck: SoVITSCheckpoint) -> dict[str, Any]:
     }
 
 
+def _vocoder_summary(kind: str, state: dict, config: dict | None = None) -> dict[str, Any]:
+    if kind == "bigvgan":
+        cfg = config or {}
+        return {
+            "kind": "SoVITS v3 vocoder (BigVGAN)",
+            "version": "v3",
+            "config": {k: cfg.get(k) for k in ("sampling_rate", "num_mels", "hop_size", "upsample_rates",
+                                                 "upsample_initial_channel", "activation") if k in cfg},
+            "parameters": count_parameters(state, skip_buffers=(".filter",)),
+        }
+    return {
+        "kind": "SoVITS v4 vocoder (HiFi-GAN, 48 kHz)",
+        "version": "v4",
+        "config": {"upsample_initial_channel": int(state["conv_pre.weight"].shape[0]), "sampling_rate": 48000,
+                   "num_mels": int(state["conv_pre.weight"].shape[1])},
+        "parameters": count_parameters(state),
+    }
+
+
 def _folder_summary(folder: Path) -> dict[str, Any]:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
@@ -74,6 +138,9 @@ def _folder_summary(folder: Path) -> dict[str, Any]:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GSVError(f"{cfg_path} is not readable JSON: {exc}") from exc
+    if isinstance(cfg, dict) and "upsample_rates" in cfg and "model_type" not in cfg:
+        config, state = load_bigvgan_files(folder)
+        return _vocoder_summary("bigvgan", state, config)
     model_type = str(cfg.get("model_type", "?"))
     kind = {"bert": "BERT (text features)", "hubert": "HuBERT (content features)", "whisper": "Whisper"}.get(
         model_type, f"transformers model ({model_type})"
@@ -125,6 +192,14 @@ def describe(path: str | Path) -> dict[str, Any]:
                 },
                 "parameters": count_parameters(ck, skip_buffers=("running_", "num_batches")),
             }
+        elif "vocoder" in ck:
+            if ck["vocoder"] == "bigvgan":
+                config = None
+                if (p.parent / "config.json").is_file():
+                    config, _ = load_bigvgan_files(p)
+                out = _vocoder_summary("bigvgan", ck["generator"], config)
+            else:
+                out = _vocoder_summary("v4", ck["state_dict"])
         else:
             weight = ck["weight"]
             periods = sorted({k.split(".")[1] for k in weight if k.startswith("discriminators.")}, key=int)

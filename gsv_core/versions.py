@@ -27,8 +27,8 @@ VERSIONS: dict[str, ModelVersion] = {
     for v in (
         ModelVersion("v1", "v1", 32000, False, False, True, True, "GPT_weights", "SoVITS_weights"),
         ModelVersion("v2", "v2", 32000, False, False, True, True, "GPT_weights_v2", "SoVITS_weights_v2"),
-        ModelVersion("v3", "v2", 24000, False, True, False, False, "GPT_weights_v3", "SoVITS_weights_v3"),
-        ModelVersion("v4", "v2", 48000, False, True, False, False, "GPT_weights_v4", "SoVITS_weights_v4"),
+        ModelVersion("v3", "v2", 24000, False, True, True, False, "GPT_weights_v3", "SoVITS_weights_v3"),
+        ModelVersion("v4", "v2", 48000, False, True, True, False, "GPT_weights_v4", "SoVITS_weights_v4"),
         ModelVersion("v2Pro", "v2", 32000, True, False, True, True, "GPT_weights_v2Pro", "SoVITS_weights_v2Pro"),
         ModelVersion("v2ProPlus", "v2", 32000, True, False, True, True, "GPT_weights_v2ProPlus",
                      "SoVITS_weights_v2ProPlus"),

@@ -1,7 +1,8 @@
 """The official s2 (SoVITS) training configurations, as data.
 
-Values of upstream's ``GPT_SoVITS/configs/s2.json`` (v1, v2), ``s2v2Pro.json`` and ``s2v2ProPlus.json``. The model
-built from them is the one the pretrained ``s2G*.pth`` / ``s2D*.pth`` files fit; finetuning starts from a copy.
+Values of upstream's ``GPT_SoVITS/configs/s2.json`` (v1, v2, and v3 / v4, whose SynthesizerTrnV3 reads only the
+text-encoder sizes from it and hard-codes the rest), ``s2v2Pro.json`` and ``s2v2ProPlus.json``. The model built from
+them is the one the pretrained ``s2G*.pth`` / ``s2D*.pth`` files fit; finetuning starts from a copy.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from ...errors import UnsupportedVersionError
 
-S2_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+S2_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")  # SynthesizerTrn (VITS decoder)
+CFM_S2_VERSIONS = ("v3", "v4")  # SynthesizerTrnV3 (CFM + vocoder)
 
 _TRAIN = {
     "log_interval": 100,
@@ -87,6 +89,8 @@ OFFICIAL_S2_CONFIGS: dict[str, tuple[str, dict]] = {
     "v2": ("s2.json", _file(_MODEL)),
     "v2Pro": ("s2v2Pro.json", _file(_PRO_MODEL)),
     "v2ProPlus": ("s2v2ProPlus.json", _file(_PRO_PLUS_MODEL)),
+    "v3": ("s2.json", _file(_MODEL)),
+    "v4": ("s2.json", _file(_MODEL)),
 }
 
 
@@ -94,7 +98,7 @@ def official_s2_config(version: str) -> dict[str, Any]:
     """A fresh deep copy of the official config for ``version``, with ``model.version`` set as the WebUI does."""
     if version not in OFFICIAL_S2_CONFIGS:
         raise UnsupportedVersionError(
-            f"No s2 config for SoVITS version {version!r}; supported: {', '.join(S2_VERSIONS)}"
+            f"No s2 config for SoVITS version {version!r}; supported: {', '.join(OFFICIAL_S2_CONFIGS)}"
         )
     cfg = copy.deepcopy(OFFICIAL_S2_CONFIGS[version][1])
     cfg["model"]["version"] = version
