@@ -14,5 +14,7 @@ if [ ! -f "$stamp" ]; then
   # torch first and pinned: a torch pulled in unpinned by another package would bring GBs of CUDA wheels.
   .venv/bin/python -m pip install -q "torch==2.13.0"
   .venv/bin/python -m pip install -q -r "$REQ"
+  # packages whose declared dependencies must not be installed (requirements-nodeps.txt says why)
+  .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
   touch "$stamp"
 fi

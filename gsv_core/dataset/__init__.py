@@ -1,0 +1,1 @@
+"""Dataset tools: raw recordings -> clean clips -> .list (see docs/dataset.md)."""
