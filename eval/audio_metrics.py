@@ -152,7 +152,8 @@ def analyze(wav: Any, sr: int, text: str, asr_text: str | None = None, lang: str
 
 # ------------------------------------------------------------------------------------------------ speaker similarity
 # eval.similarity has the scorers (ERes2NetV2 192-d verification embedding by default, forward3, WavLM-SV). These
-# three functions keep their old behaviour by default (kind="forward3") because refaudio caches their vectors.
+# three functions keep their old default (kind="forward3") for callers that relied on it; refaudio's SpeakerIndex passes
+# its kind ("segment" by default) explicitly and keys its cache by it.
 
 def speaker_embedding(encoder, wav: Any, sr: int, kind: str = "forward3"):
     """A speaker vector of a waveform at any rate, as a 1-D float32 tensor: ``kind="forward3"`` (default, the

@@ -390,6 +390,7 @@ def plot_metric_by_system(rows: Any, metric: str, group: str = "system", title: 
                 data.append(v)
     if data:
         ax.boxplot(data, tick_labels=labels) if _boxplot_has_tick_labels(ax) else ax.boxplot(data, labels=labels)
+        ax.ticklabel_format(axis="y", useOffset=False)  # nearly equal values: plain numbers, not "1e-5 + 14.95"
     ax.set_ylabel(metric)
     ax.set_title(title or metric)
     fig.tight_layout()

@@ -135,8 +135,9 @@ def _rank(summary: list[dict], candidates: Sequence[Candidate]) -> list[dict]:
         if c is None:
             continue
         rows.append(dict(system=c.name, gpt=c.gpt, sovits=c.sovits, baseline=c.baseline,
-                         cer=s.get("error_rate"), similarity=s.get("similarity_mean"),
-                         cer_ci=s.get("error_rate_ci"), similarity_ci=s.get("similarity_ci"),
+                         cer=s.get("error_rate_corpus", s.get("error_rate")), similarity=s.get("similarity_mean"),
+                         cer_ci=s.get("error_rate_corpus_ci", s.get("error_rate_ci")),
+                         similarity_ci=s.get("similarity_ci"),
                          utterances=s.get("utterances"), flags=s.get("flags") or {}))
     finetuned = [r for r in rows if not r["baseline"]]
     inf = float("inf")
@@ -190,7 +191,8 @@ def select_checkpoints(engine, asr_service, *, test_list: str | os.PathLike, can
     config = RunConfig(test_csv=str(test_csv), asr_model=str(asr_model), asr_language=asr_language,
                        samples=samples, seed=seed, sv_path=sv_path, run_dir=str(run_dir),
                        systems=[SystemConfig(name=c.name, gpt=c.gpt, sovits=c.sovits, ref_audio=ref_audio,
-                                             ref_text=ref_text, params=dict(sys_params)) for c in candidates])
+                                             ref_text=ref_text, params=dict(sys_params)) for c in candidates],
+                       baseline=next((c.name for c in candidates if c.baseline), None))  # F0/energy vs_base_*
     EvalRunner(engine, asr_service).run(config, run_dir, progress=progress, cancel=cancel)
     data = build_report(run_dir)
     ranking = _rank(data["summary"], candidates)

@@ -134,8 +134,12 @@ class ERes2NetScorer(SpeakerScorer):
         import torch
 
         wav = torch.from_numpy(x16)
-        # forward3 is the encoder's __call__ (any callable stand-in works, as refaudio's tests use)
-        return (self.encoder(wav) if self.kind == "forward3" else self.encoder.segment_embedding(wav))[0]
+        # forward3 is the encoder's __call__ (any callable stand-in works, as refaudio's tests use); no autograd
+        # graph, also when called inside a training process (inference_mode tensors would not mix with training)
+        with torch.inference_mode(False), torch.no_grad():
+            if hasattr(self.encoder, "embed"):  # SpeakerEncoder.embed windows long audio (bounded memory)
+                return self.encoder.embed(wav, self.kind)[0]
+            return (self.encoder(wav) if self.kind == "forward3" else self.encoder.segment_embedding(wav))[0]
 
 
 class WavLMSVScorer(SpeakerScorer):

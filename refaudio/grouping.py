@@ -1,6 +1,9 @@
 """Speaker grouping of a role's clips with ERes2NetV2 speaker vectors.
 
-Embeddings are computed once per clip and speaker model and cached in the database. From them: the similarity of
+The vectors are ERes2NetV2's 192-d speaker-verification embedding (``kind="segment"``, what
+:mod:`eval.similarity` scores with by default); ``kind="forward3"`` (the 20480-d vector SoVITS v2Pro is conditioned
+on) is still available. Embeddings are computed once per clip, speaker model and kind and cached in the database
+(the kind is part of the cache key, so vectors of different kinds never mix). From them: the similarity of
 every clip to one anchor clip with a histogram over the whole range (-1..1, nothing dropped), the full similarity
 matrix, threshold clustering, the role's centroid (the target speaker) and moving clips into a category.
 """
@@ -29,27 +32,38 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+#: the embedding the index uses unless told otherwise (gsv_core.features.speaker.EMBEDDING_KINDS)
+DEFAULT_KIND = "segment"
+
+
 class SpeakerIndex:
     """``encoder_provider()`` returns the speaker encoder (loaded on first use); ``model_key`` names it in the
-    cache (path + modification time), so a different model never reuses stale vectors."""
+    cache (path + modification time) and ends with the embedding ``kind`` (``"<model>|segment"``), so a different
+    model or another kind of vector never reuses stale vectors."""
 
-    def __init__(self, db: Database, library: Library, encoder_provider: Callable[[], Any], model_key: str):
+    def __init__(self, db: Database, library: Library, encoder_provider: Callable[[], Any], model_key: str,
+                 kind: str = DEFAULT_KIND):
+        from gsv_core.features.speaker import EMBEDDING_KINDS
+
+        if kind not in EMBEDDING_KINDS:
+            raise GroupingError(f"Unknown speaker embedding {kind!r}: use one of {', '.join(EMBEDDING_KINDS)}.")
         self.db = db
         self.library = library
         self.encoder_provider = encoder_provider
-        self.model_key = model_key
+        self.kind = kind
+        self.model_key = f"{model_key}|{kind}"
 
     @classmethod
     def for_model_file(cls, db: Database, library: Library, sv_path: Any,
-                       encoder_provider: Callable[[], Any]) -> "SpeakerIndex":
+                       encoder_provider: Callable[[], Any], kind: str = DEFAULT_KIND) -> "SpeakerIndex":
         p = Path(str(sv_path)) if sv_path else None
         key = f"{p.resolve()}:{p.stat().st_mtime_ns}" if p is not None and p.exists() else str(sv_path)
-        return cls(db, library, encoder_provider, key)
+        return cls(db, library, encoder_provider, key, kind)
 
     def embedding_of_wav(self, wav: np.ndarray, sr: int) -> np.ndarray:
         from eval.audio_metrics import speaker_embedding
 
-        return speaker_embedding(self.encoder_provider(), wav, sr).numpy().astype(np.float32)
+        return speaker_embedding(self.encoder_provider(), wav, sr, kind=self.kind).numpy().astype(np.float32)
 
     def embeddings(self, clip_ids: Sequence[int], progress: Optional[Progress] = None,
                    cancel: Optional[Callable[[], bool]] = None) -> dict[int, np.ndarray]:

@@ -2,7 +2,8 @@
 
 Metrics per finished result
     cer           ASR transcript vs the text (eval.metrics normalisation; corpus tokenisation per language)
-    sim_ref       speaker similarity to the reference clip used
+    sim_ref       speaker similarity to the reference clip used (cosine of ERes2NetV2's 192-d speaker-verification
+                  embeddings, the default of eval.similarity; refaudio.grouping.SpeakerIndex caches them per kind)
     sim_centroid  speaker similarity to the role's centroid (mean vector of its valid clips: the target speaker)
     sec_per_char  seconds of audio per spoken unit (CJK character or digit; Latin letters / 3)
     duration_z    robust z-score of sec_per_char against the task's median (1.4826 x MAD; std when MAD is 0)

@@ -168,7 +168,7 @@ def test_ui_in_process(tmp_path, monkeypatch):
         assert {"/listening_start", "/listening_next", "/listening_previous", "/listening_results",
                 "/listening_refresh_runs"} <= names
         upd = client.predict(None, api_name="/listening_refresh_runs")
-        assert upd["value"] == str(run) and [c[0] for c in upd["choices"]] == [str(run)]
+        assert upd["value"] == run.name and [c[0] for c in upd["choices"]] == [run.name]  # names, no server paths
         with pytest.raises(Exception, match="rater name"):
             client.predict(str(run), "ab", "", "", "", api_name="/listening_start")
         out = client.predict(str(run), "ab", "", "", "ivy", api_name="/listening_start")

@@ -100,6 +100,8 @@ def test_grouping_histogram_clusters_and_move(settings, tmp_path):
             x = torch.as_tensor(wav16, dtype=torch.float32).reshape(1, -1)
             return torch.fft.rfft(x[:, :8000], n=256).abs()[:, :40]
 
+        segment_embedding = __call__  # the verification embedding grouping uses (a stand-in: the same vector)
+
     svc = RefAudioService(settings, engine=object(), speaker_encoder=Encoder(), auto_resume=False)
     role = svc.create_role("g", "mixed")
     low = [svc.library.add_clip(role, make_wav(tmp_path / f"l{k}.wav", 4, 200 + 3 * k, seed=k), "低", "zh")[0]
@@ -161,3 +163,46 @@ def test_cli_import_sweep_results_score_export(settings, tmp_path, models, monke
     assert "Cannot sort by" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["--help"])
+
+
+def test_speaker_index_caches_each_embedding_kind_apart(settings, tmp_path):
+    """The 192-d verification embedding is the default; forward3 vectors of the same clips live under their own
+    cache key (``<model>|<kind>``) and never mix with them."""
+    import numpy as np
+
+    from refaudio.grouping import GroupingError, SpeakerIndex
+    from refaudio.service import RefAudioService
+
+    calls = {"segment": 0, "forward3": 0}
+
+    class Encoder:
+        def __call__(self, wav16):  # forward3 stand-in: 40 values
+            import torch
+
+            calls["forward3"] += 1
+            x = torch.as_tensor(wav16, dtype=torch.float32).reshape(1, -1)
+            return torch.fft.rfft(x[:, :8000], n=256).abs()[:, :40]
+
+        def segment_embedding(self, wav16):  # verification stand-in: 8 values
+            calls["segment"] += 1
+            return self(wav16)[:, :8] + 1.0
+
+    svc = RefAudioService(settings, engine=object(), auto_resume=False)
+    role = svc.create_role("k", "mixed")
+    clips = [svc.library.add_clip(role, make_wav(tmp_path / f"c{k}.wav", 1, 200 + 50 * k, seed=k), "好", "zh")[0]
+             for k in range(2)]
+    enc = Encoder()
+    seg = SpeakerIndex(svc.db, svc.library, lambda: enc, "model-a")
+    f3 = SpeakerIndex(svc.db, svc.library, lambda: enc, "model-a", kind="forward3")
+    assert seg.kind == "segment" and seg.model_key == "model-a|segment" and f3.model_key == "model-a|forward3"
+    calls.update(segment=0, forward3=0)
+    v_seg, v_f3 = seg.embeddings(clips), f3.embeddings(clips)
+    assert {v.size for v in v_seg.values()} == {8} and {v.size for v in v_f3.values()} == {40}
+    assert calls["segment"] == 2
+    rows = svc.db.all("SELECT model, dim FROM speaker_embeddings ORDER BY model, clip_id")
+    assert [(r["model"], r["dim"]) for r in rows] == [("model-a|forward3", 40)] * 2 + [("model-a|segment", 8)] * 2
+    again = SpeakerIndex(svc.db, svc.library, lambda: enc, "model-a").embeddings(clips)  # from the cache
+    assert calls["segment"] == 2 and all(np.array_equal(again[c], v_seg[c]) for c in clips)
+    with pytest.raises(GroupingError, match="Unknown speaker embedding"):
+        SpeakerIndex(svc.db, svc.library, lambda: enc, "model-a", kind="mean")
+    svc.close()
