@@ -8,11 +8,14 @@ download resumes where it stopped) into the pretrained folder of the settings, i
     python -m gsv_core.download bert hubert sv v2ProPlus  # these items
     python -m gsv_core.download --version v2Pro           # everything v2Pro synthesis and finetuning need
     python -m gsv_core.download all --dest D:/models --endpoint https://hf-mirror.example
+    python -m gsv_core.download --asr large-v3           # a faster-whisper (CTranslate2) model -> WHISPER_DIR/large-v3
+    python -m gsv_core.download --separator bs-roformer  # a UVR separation model -> PRETRAINED_DIR/uvr
 
 Items: ``bert`` (chinese-roberta-wwm-ext-large/), ``hubert`` (chinese-hubert-base/), ``sv`` (the ERes2NetV2 speaker
 model), ``g2pw`` (G2PWModel/, shipped as a zip and extracted), and the s1/s2 pretrained weights of ``v1``, ``v2``,
 ``v2Pro`` and ``v2ProPlus`` (the discriminators ``s2D*`` are fetched too unless ``--inference-only``: only
-finetuning needs them). When the network is unreachable or ``HF_HUB_OFFLINE=1`` is set, the command says what could
+finetuning needs them), ``v3`` (s1v3.ckpt, s2Gv3.pth and the BigVGAN vocoder folder) and ``v4`` (s1v3.ckpt,
+gsv-v4-pretrained/s2Gv4.pth and its vocoder.pth; v3/v4 finetuning trains LoRA adapters and needs no discriminator). When the network is unreachable or ``HF_HUB_OFFLINE=1`` is set, the command says what could
 not be fetched and where to put the files by hand, and exits with status 1.
 
 The engine and the UI use :func:`missing_items` and :func:`describe_missing` to explain what is absent.
@@ -29,6 +32,7 @@ from typing import Any, Iterable, Sequence, TextIO
 
 from huggingface_hub import hf_hub_download
 
+from .errors import GSVError
 from .formats import safezip
 from .versions import VERSIONS as VERSION_TABLE
 
@@ -52,6 +56,9 @@ class Item:
     repo_id: str = MODELS_REPO
     setting: str | None = None  # Settings field that says where ``root`` lives instead (bert_dir, sv_path, ...)
     archive: str | None = None  # file in the repo that is a zip holding ``root`` (G2PW)
+    #: entries of ``files`` that are a v3/v4 vocoder (needed, but not GPT/SoVITS weights to list as voices).
+    #: Version items list the GPT first and the SoVITS generator second (the finetune stages rely on it).
+    vocoder: tuple = ()
 
 
 def _first(entry: Any) -> str:
@@ -66,6 +73,7 @@ _BERT = "chinese-roberta-wwm-ext-large"
 _HUBERT = "chinese-hubert-base"
 _SV = "sv/pretrained_eres2netv2w24s4ep4.ckpt"
 _G2PW = "G2PWModel"
+_BIGVGAN = "models--nvidia--bigvgan_v2_24khz_100band_256x"
 
 ITEMS: tuple[Item, ...] = (
     Item(
@@ -144,6 +152,22 @@ ITEMS: tuple[Item, ...] = (
         files=("s1v3.ckpt", "v2Pro/s2Gv2ProPlus.pth"),
         optional=("v2Pro/s2Dv2ProPlus.pth",),
     ),
+    Item(
+        key="v3",
+        label="v3 pretrained weights",
+        needed_for="v3 base models + BigVGAN vocoder: zero-shot v3 synthesis (24 kHz) and v3 LoRA finetuning",
+        root="",
+        files=("s1v3.ckpt", "s2Gv3.pth", f"{_BIGVGAN}/config.json", f"{_BIGVGAN}/bigvgan_generator.pt"),
+        vocoder=(f"{_BIGVGAN}/config.json", f"{_BIGVGAN}/bigvgan_generator.pt"),
+    ),
+    Item(
+        key="v4",
+        label="v4 pretrained weights",
+        needed_for="v4 base models + vocoder: zero-shot v4 synthesis (48 kHz) and v4 LoRA finetuning",
+        root="gsv-v4-pretrained",
+        files=("s1v3.ckpt", "gsv-v4-pretrained/s2Gv4.pth", "gsv-v4-pretrained/vocoder.pth"),
+        vocoder=("gsv-v4-pretrained/vocoder.pth",),
+    ),
 )
 
 ITEMS_BY_KEY = {item.key: item for item in ITEMS}
@@ -153,6 +177,8 @@ VERSION_NEEDS: dict[str, tuple[str, ...]] = {
     "v2": ("bert", "hubert", "g2pw", "v2"),
     "v2Pro": ("bert", "hubert", "g2pw", "sv", "v2Pro"),
     "v2ProPlus": ("bert", "hubert", "g2pw", "sv", "v2ProPlus"),
+    "v3": ("bert", "hubert", "g2pw", "v3"),
+    "v4": ("bert", "hubert", "g2pw", "v4"),
 }
 #: the model versions (gsv_core.versions) whose files this downloader knows
 VERSIONS = tuple(v for v in VERSION_TABLE if v in VERSION_NEEDS)
@@ -523,6 +549,88 @@ def print_list(settings: Any, dest: str | os.PathLike | None, out: TextIO) -> No
         print(f"\nTo fetch what is missing: {COMMAND} {' '.join(missing)}", file=out)
     else:
         print("\nEverything is present.", file=out)
+    print_extra_models(settings, dest, out)
+
+
+def print_extra_models(settings: Any, dest: str | os.PathLike | None, out: TextIO) -> None:
+    """The ASR (faster-whisper) and vocal separation (audio-separator) models: the Dataset and ASR tabs use them."""
+    from .asr import whisper_models
+    from .dataset import separation
+
+    whisper_dir = Path(settings.whisper_dir) if dest is None else _base_dir(settings, dest) / "faster-whisper"
+    print(f"\nASR models (faster-whisper, CTranslate2) in {_display(whisper_dir, _base_dir(settings, dest))}; "
+          f"the ASR tab lists them by name", file=out)
+    for name, state, size, _folder in whisper_models.status(whisper_dir):
+        print(f"  {name:<18} {state:<8} {_human(size):>9}", file=out)
+    print(f"  fetch one: {COMMAND} --asr large-v3   (any of: {', '.join(whisper_models.sizes())})", file=out)
+    sep_dir = separation.model_dir(settings) if dest is None else _base_dir(settings, dest) / "uvr"
+    print(f"\nVocal separation models (audio-separator) in {_display(sep_dir, _base_dir(settings, dest))}", file=out)
+    have = set(separation.present_models(sep_dir))
+    for m in separation.SEPARATION_MODELS:
+        f = sep_dir / m.filename
+        state = "present" if m.key in have else "missing"
+        size = f.stat().st_size if state == "present" else 0
+        print(f"  {m.key:<18} {state:<8} {_human(size):>9}  {m.label} ({m.filename})", file=out)
+    for other in sorted(have - {m.key for m in separation.SEPARATION_MODELS}):
+        print(f"  {other:<18} {'present':<8} {_human((sep_dir / other).stat().st_size):>9}", file=out)
+    print(f"  fetch one: {COMMAND} --separator bs-roformer   (or another model file name audio-separator lists)",
+          file=out)
+
+
+def fetch_extra(asr: Sequence[str], separators: Sequence[str], settings: Any, dest: Any, endpoint: str,
+                out: TextIO, err: TextIO) -> int:
+    """``--asr`` / ``--separator``: each through its library's own downloader; 0 when all are present after."""
+    from .asr import whisper_models
+    from .dataset import separation
+
+    failed = 0
+    whisper_dir = Path(settings.whisper_dir) if dest is None else _base_dir(settings, dest) / "faster-whisper"
+    for size in asr:
+        try:
+            size = whisper_models.check_size(size)
+        except Exception as exc:  # noqa: BLE001 - an unknown name: one line
+            print(f"  asr {size}: {exc}", file=err)
+            failed += 1
+            continue
+        if whisper_models.present(whisper_dir, size):
+            print(f"  asr {size}: already present", file=out)
+            continue
+        repo = whisper_models.repo_of(size)
+        print(f"  asr {size}: fetching {repo} into {whisper_models.folder(whisper_dir, size)} ...", file=out, flush=True)
+        try:
+            whisper_models.fetch(whisper_dir, size, endpoint if endpoint != DEFAULT_ENDPOINT else None)
+            print(f"  asr {size}: done", file=out)
+        except Exception as exc:  # noqa: BLE001 - every reason becomes one readable line
+            reason = _classify(exc, repo, "model.bin", endpoint) if not isinstance(exc, GSVError) else exc
+            print(f"  asr {size}: FAILED: {reason}", file=err)
+            print(f"      by hand: put model.bin, config.json, tokenizer.json and vocabulary.* of "
+                  f"{endpoint.rstrip('/')}/{repo} into {whisper_models.folder(whisper_dir, size)}", file=err)
+            failed += 1
+    sep_dir = separation.model_dir(settings) if dest is None else _base_dir(settings, dest) / "uvr"
+    for name in separators:
+        try:
+            filename = separation.resolve_filename(name)
+        except GSVError as exc:
+            print(f"  separator {name}: {exc}", file=err)
+            failed += 1
+            continue
+        if separation.is_present(sep_dir, filename):
+            print(f"  separator {name}: already present ({filename})", file=out)
+            continue
+        if _offline_mode():
+            print(f"  separator {name}: FAILED: offline mode is on (HF_HUB_OFFLINE=1); unset it to download",
+                  file=err)
+            failed += 1
+            continue
+        print(f"  separator {name}: fetching {filename} with audio-separator's downloader into {sep_dir} ...",
+              file=out, flush=True)
+        try:
+            separation.download(sep_dir, filename)
+            print(f"  separator {name}: done", file=out)
+        except GSVError as exc:
+            print(f"  separator {name}: FAILED: {exc}", file=err)
+            failed += 1
+    return 1 if failed else 0
 
 
 def _manual_instructions(failed: list[tuple[Item, FetchError]], settings: Any, dest: Any, endpoint: str,
@@ -563,14 +671,20 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Fetch the official GPT-SoVITS pretrained files from Hugging Face, or list what is present.",
         epilog="items: " + ", ".join(i.key for i in ITEMS) + ", all. Without items: --list.",
     )
-    parser.add_argument("items", nargs="*", help="items to fetch (bert hubert sv g2pw v1 v2 v2Pro v2ProPlus all)")
+    parser.add_argument("items", nargs="*", help="items to fetch (bert hubert sv g2pw v1 v2 v2Pro v2ProPlus v3 v4 all)")
     parser.add_argument("--list", action="store_true", help="show every item with present/missing, size and use")
     parser.add_argument("--version", action="append", default=[], metavar="V",
-                        help="fetch everything version V needs (v1, v2, v2Pro, v2ProPlus); may be repeated")
+                        help="fetch everything version V needs (v1, v2, v2Pro, v2ProPlus, v3, v4); may be repeated")
     parser.add_argument("--dest", metavar="DIR", help="pretrained folder to use instead of the settings' one")
     parser.add_argument("--endpoint", metavar="URL", help="Hugging Face mirror (sets HF_ENDPOINT)")
     parser.add_argument("--inference-only", action="store_true",
                         help="skip the discriminators (s2D*), which only finetuning needs")
+    parser.add_argument("--asr", action="append", default=[], metavar="SIZE",
+                        help="fetch a faster-whisper model into WHISPER_DIR/SIZE (tiny, base, small, medium, "
+                             "large-v3, large-v3-turbo, *.en ...); may be repeated")
+    parser.add_argument("--separator", action="append", default=[], metavar="MODEL",
+                        help="fetch a vocal separation model into PRETRAINED_DIR/uvr (bs-roformer, mel-roformer, "
+                             "hp2, hp5, deecho-dereverb, or a model file name audio-separator lists)")
     return parser
 
 
@@ -614,9 +728,14 @@ def main(argv: Sequence[str] | None = None, settings: Any = None, out: TextIO | 
         settings = _load_settings()
     dest = args.dest
 
-    if args.list or (not args.items and not args.version):
+    if args.list or (not args.items and not args.version and not args.asr and not args.separator):
         print_list(settings, dest, out)
         return 0
+    extra_failed = 0
+    if args.asr or args.separator:
+        extra_failed = fetch_extra(args.asr, args.separator, settings, dest, endpoint, out, err)
+        if not args.items and not args.version:
+            return extra_failed
 
     items = _resolve_items(args.items, args.version, parser)
     training = not args.inference_only
@@ -649,7 +768,7 @@ def main(argv: Sequence[str] | None = None, settings: Any = None, out: TextIO | 
 
     if not failed:
         print("All requested items are present.", file=out)
-        return 0
+        return extra_failed
     print(f"\nCould not fetch {len(failed)} item(s): " + ", ".join(f"{i.label} ({i.key})" for i, _ in failed), file=err)
     reasons: dict[str, list[str]] = {}
     for item, exc in failed:

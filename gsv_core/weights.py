@@ -35,7 +35,9 @@ class WeightFile:
     pretrained: bool = False
 
     def choice(self) -> tuple[str, str]:
-        return self.label, self.path
+        """A dropdown choice: the label is also the value, so the page (and Gradio's /config) never carries the
+        server's absolute paths; :func:`check_model_path` turns a label back into its file."""
+        return self.label, self.label
 
 
 def _natural(p: Path):
@@ -70,6 +72,8 @@ def pretrained_files(settings: Any) -> list[WeightFile]:
             continue  # feature models (BERT, HuBERT, SV, G2PW), not voices
         for rel in item.files:
             rel = rel[0] if isinstance(rel, tuple) else rel
+            if rel in item.vocoder:
+                continue  # the v3/v4 vocoders are not voices
             path = file_path(item, rel, settings)
             if not path.is_file():
                 continue
@@ -93,12 +97,26 @@ def list_weights(settings: Any, kind: str) -> list[WeightFile]:
         raise ValueError(f"kind must be GPT or SoVITS, not {kind!r}")
     folders = settings.gpt_weight_dirs if kind == "GPT" else settings.sovits_weight_dirs
     suffixes = GPT_SUFFIXES if kind == "GPT" else SOVITS_SUFFIXES
-    out, seen = [], set()
+    out, seen, labels = [], set(), set()
     for wf in [*_folder_files(folders, suffixes, kind), *(w for w in pretrained_files(settings) if w.kind == kind)]:
         if wf.path not in seen:
             seen.add(wf.path)
-            out.append(wf)
+            label, n = wf.label, 1
+            while label in labels:  # two folders of the same name: labels stay unique (they are the values)
+                n += 1
+                label = f"{wf.label} #{n}"
+            labels.add(label)
+            out.append(WeightFile(label, wf.path, wf.kind, wf.pretrained))
     return out
+
+
+def label_for(settings: Any, path: Any, kind: str) -> Optional[str]:
+    """The list label of the model file ``path`` (None when it is not listed)."""
+    try:
+        real = str(Path(str(path)).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return next((w.label for w in list_weights(settings, kind) if w.path == real), None)
 
 
 def no_models_message(settings: Any) -> str:
@@ -121,10 +139,15 @@ def model_roots(settings: Any) -> list[Path]:
 
 
 def check_model_path(settings: Any, path: Any, kind: str, extra_roots: Sequence[Path] = ()) -> str:
-    """``path`` (as given) when it names a file inside :func:`model_roots` (or ``extra_roots``); else a
-    :class:`ModelPathError` that reads the same whether or not the file exists."""
+    """The absolute path of the model named by ``path``: a list label (what the app's dropdowns send) or a file
+    inside :func:`model_roots` (or ``extra_roots``); else a :class:`ModelPathError` that reads the same whether or
+    not the file exists."""
     if path is None or str(path).strip() == "":
         raise ModelPathError(f"No {kind} model was chosen.")
+    if kind in KINDS:
+        listed = next((w.path for w in list_weights(settings, kind) if w.label == str(path).strip()), None)
+        if listed is not None:
+            return listed
     p = Path(str(path)).expanduser()
     roots = [*model_roots(settings), *(Path(r).expanduser().resolve() for r in extra_roots)]
     try:
@@ -134,11 +157,79 @@ def check_model_path(settings: Any, path: Any, kind: str, extra_roots: Sequence[
     if real is None or not real.is_file() or not any(real.is_relative_to(r) for r in roots):
         raise ModelPathError(f"{kind} model {p.name!r} is not one of the listed models: choose one from the list "
                              f"(press Refresh), or put the file in a weight folder or the pretrained folder.")
-    return str(p)
+    return str(real)
 
 
-__all__ = ["GPT_SUFFIXES", "KINDS", "ModelPathError", "SOVITS_SUFFIXES", "WeightFile", "check_model_path", "default_comparison",
-           "list_weights", "model_roots", "no_models_message", "pretrained_files"]
+__all__ = ["GPT_SUFFIXES", "KINDS", "ModelPathError", "SOVITS_SUFFIXES", "WeightFile", "check_model_path", "default_comparison", "label_for",
+           "list_weights", "model_roots", "no_models_message", "pretrained_files", "sovits_options", "sovits_version",
+           "super_sampler_available", "super_sampler_dir", "version_weight_dir"]
+
+
+# -- SoVITS v3/v4 helpers -------------------------------------------------------------------------------------------
+
+#: where the optional AP-BWE weights (v3 super-sampling) go, relative to PRETRAINED_DIR; upstream keeps them in
+#: tools/AP_BWE_main/24kto48k/ (also looked up next to an upstream install's pretrained_models folder)
+SUPER_SAMPLER_SUBDIR = "AP_BWE_main/24kto48k"
+SUPER_SAMPLER_FILES = ("g_24kto48k.zip", "config.json")
+
+
+def super_sampler_dir(settings: Any) -> Path:
+    """The AP-BWE folder: ``PRETRAINED_DIR/AP_BWE_main/24kto48k`` or, when only that exists, upstream's
+    ``tools/AP_BWE_main/24kto48k`` beside a ``GPT_SoVITS/pretrained_models`` folder."""
+    pre = Path(settings.pretrained_dir)
+    primary = pre / SUPER_SAMPLER_SUBDIR
+    upstream = pre.resolve().parent.parent / "tools" / SUPER_SAMPLER_SUBDIR
+    for folder in (primary, upstream):
+        if all((folder / n).is_file() for n in SUPER_SAMPLER_FILES):
+            return folder
+    return primary
+
+
+def super_sampler_available(settings: Any) -> bool:
+    """Whether v3's super-sampling can run (the UI shows the option only then)."""
+    folder = super_sampler_dir(settings)
+    return all((folder / n).is_file() for n in SUPER_SAMPLER_FILES)
+
+
+_version_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sovits_version(path: Any) -> str:
+    """The model version of a SoVITS file (v1, v2, v2Pro, v2ProPlus, v3, v4), read safely and cached by path, size
+    and mtime. Check the path with :func:`check_model_path` first when it comes from a user."""
+    from .checkpoints import load_sovits_checkpoint
+
+    p = Path(str(path))
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _version_cache:
+        _version_cache[key] = load_sovits_checkpoint(p).model_version
+    return _version_cache[key]
+
+
+def sovits_options(settings: Any, path: Any) -> dict[str, Any]:
+    """What a synthesis form offers for a SoVITS file: its ``version``, whether it is a CFM model (v3/v4), the
+    ``sample_steps`` choices and ``default_sample_steps`` (v3/v4; empty/0 otherwise) and whether
+    ``super_sampling`` can be offered (v3 with the AP-BWE weights present). The path must pass the model-folder
+    rule."""
+    from .versions import version as version_info
+
+    v = version_info(sovits_version(check_model_path(settings, path, "SoVITS")))
+    return {"version": v.name, "cfm": v.cfm, "sample_steps": v.sample_steps,
+            "default_sample_steps": v.default_sample_steps,
+            "super_sampling": bool(v.super_sampling_rate) and super_sampler_available(settings)}
+
+
+def version_weight_dir(settings: Any, kind: str, version: str) -> Path:
+    """Where finetuned ``kind`` weights of ``version`` are exported: upstream's folder of that version
+    (``SoVITS_weights_v3``, ``GPT_weights_v4``, ...) when it is one of the configured weight folders, else the first
+    weight folder."""
+    from .versions import version as version_info
+
+    folders = [Path(d) for d in (settings.gpt_weight_dirs if kind == "GPT" else settings.sovits_weight_dirs)]
+    v = version_info(version)
+    wanted = v.gpt_folder if kind == "GPT" else v.sovits_folder
+    return next((d for d in folders if d.name == wanted), folders[0])
 
 
 def default_comparison(settings: Any, kind: str) -> tuple[Optional[str], Optional[str]]:

@@ -315,6 +315,30 @@ def test_version_flag_and_inference_only(tmp_path, hub):
     assert hub.fetched() == ["v2Pro/s2Dv2Pro.pth"]  # now the training file too
 
 
+def test_v3_v4_versions_fetch_their_vocoders(tmp_path, hub, settings_in):
+    """--version v3 / v4: s1v3.ckpt, the s2G and the vocoder in upstream's layout (no discriminator); the vocoders
+    are not listed as SoVITS voices, the base models are."""
+    from gsv_core import weights
+
+    code, out, err = run_main(["--version", "v3", "--version", "v4"], settings=settings_in)
+    assert code == 0, err
+    fetched = hub.fetched()
+    for name in ("s1v3.ckpt", "s2Gv3.pth", "models--nvidia--bigvgan_v2_24khz_100band_256x/config.json",
+                 "models--nvidia--bigvgan_v2_24khz_100band_256x/bigvgan_generator.pt", "gsv-v4-pretrained/s2Gv4.pth",
+                 "gsv-v4-pretrained/vocoder.pth", "G2PWModel.zip"):
+        assert name in fetched, name
+    assert fetched.count("s1v3.ckpt") == 1 and not any("s2D" in f or "sv/" in f for f in fetched)
+    pre = Path(settings_in.pretrained_dir)
+    assert (pre / "models--nvidia--bigvgan_v2_24khz_100band_256x" / "bigvgan_generator.pt").is_file()
+    assert D.VERSION_NEEDS["v3"] == ("bert", "hubert", "g2pw", "v3") and {"v3", "v4"} <= set(D.VERSIONS)
+    labels = [w.label for w in weights.pretrained_files(settings_in)]
+    assert "pretrained v3 · s2Gv3.pth" in labels and "pretrained v4 · s2Gv4.pth" in labels
+    assert "pretrained v2Pro/v2ProPlus/v3/v4 · s1v3.ckpt" in labels  # the GPT every one of them uses
+    assert len(labels) == 3 and not any("vocoder" in x or "bigvgan" in x for x in labels)
+    code, out, _ = run_main(["--list"], settings=settings_in)
+    assert " present " in item_line(out, "v3") and " present " in item_line(out, "v4")
+
+
 def test_all_fetches_every_item(tmp_path, hub):
     dest = tmp_path / "models"
     code, _, err = run_main(["all", "--dest", str(dest)])
@@ -411,12 +435,12 @@ def test_interrupt_says_how_to_resume(tmp_path, monkeypatch):
 
 
 def test_bad_arguments(tmp_path, capsys):
-    for argv in (["bogus"], ["--version", "v3"], ["sv", "--endpoint", "mirror.example"]):
+    for argv in (["bogus"], ["--version", "v5"], ["sv", "--endpoint", "mirror.example"]):
         with pytest.raises(SystemExit) as exc:
             main(argv + ["--dest", str(tmp_path)])
         assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown item 'bogus'" in err and "unknown version 'v3'" in err and "http(s) URL" in err
+    assert "unknown item 'bogus'" in err and "unknown version 'v5'" in err and "http(s) URL" in err
 
 
 def _guard_sockets(monkeypatch) -> list:

@@ -31,8 +31,9 @@ COMMANDS = ("slice", "data", "features", "train-s2", "train-s1", "all", "select"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gsv_core.finetune", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Finetune GPT-SoVITS (v1/v2/v2Pro/v2ProPlus): data cleaning and split, feature extraction, "
-                    "SoVITS and GPT training (full or LoRA), official-format exports, checkpoint selection.",
+        description="Finetune GPT-SoVITS (v1/v2/v2Pro/v2ProPlus/v3/v4): data cleaning and split, feature extraction, "
+                    "SoVITS training (full; LoRA for v3/v4) and GPT training (full or LoRA, optionally DPO), "
+                    "official-format exports, checkpoint selection.",
         epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -63,15 +64,20 @@ def _parser() -> argparse.ArgumentParser:
                         "faster-whisper model and drop clips whose transcript disagrees (CER above "
                         "cleaning.max_cer, default 0.3); 'off' to disable")
         sp.add_argument("--s2-batch-size", type=int, help="SoVITS batch size")
-        sp.add_argument("--s2-epochs", type=int, help="SoVITS epochs (default 8)")
-        sp.add_argument("--s2-save-every", type=int, help="export SoVITS every N epochs (default 4)")
-        sp.add_argument("--s2-text-lr", type=float, help="learning-rate weight of the text modules (default 0.4)")
+        sp.add_argument("--s2-epochs", type=int, help="SoVITS epochs (default 8; v3/v4 LoRA: 2)")
+        sp.add_argument("--s2-save-every", type=int, help="export SoVITS every N epochs (default 4; v3/v4: 1)")
+        sp.add_argument("--s2-text-lr", type=float, help="learning-rate weight of the text modules (default 0.4; "
+                        "not for v3/v4)")
+        sp.add_argument("--s2-lora-rank", type=int, choices=(16, 32, 64, 128),
+                        help="v3/v4: rank of the SoVITS LoRA adapters (default 32)")
         sp.add_argument("--s1-batch-size", type=int, help="GPT batch size")
         sp.add_argument("--s1-epochs", type=int, help="GPT epochs (default 15)")
         sp.add_argument("--s1-save-every", type=int, help="export GPT every N epochs (default 5)")
         sp.add_argument("--lora", action=argparse.BooleanOptionalAction, default=None, help="GPT LoRA instead of "
                         "full finetuning")
-        sp.add_argument("--lora-rank", type=int, help="LoRA rank (default 32)")
+        sp.add_argument("--lora-rank", type=int, help="GPT LoRA rank (default 32)")
+        sp.add_argument("--dpo", action=argparse.BooleanOptionalAction, default=None,
+                        help="GPT: add upstream's DPO loss (rejected = a span repeated or skipped; halves the batch)")
         sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="any other option, e.g. cleaning.max_seconds=12, split.seed=7, s2.lr=5e-5, "
                              "features.batch_size=4 (VALUE is JSON, else a string)")
@@ -138,7 +144,8 @@ def _config_from_args(settings, args) -> "FinetuneConfig":
     shortcuts = dict(s2_batch_size=("s2", "batch_size"), s2_epochs=("s2", "epochs"),
                      s2_save_every=("s2", "save_every_epochs"), s2_text_lr=("s2", "text_low_lr_rate"),
                      s1_batch_size=("s1", "batch_size"), s1_epochs=("s1", "epochs"),
-                     s1_save_every=("s1", "save_every_epochs"), lora=("s1", "lora"), lora_rank=("s1", "lora_rank"))
+                     s1_save_every=("s1", "save_every_epochs"), lora=("s1", "lora"), lora_rank=("s1", "lora_rank"),
+                     s2_lora_rank=("s2", "lora_rank"), dpo=("s1", "dpo"))
     for attr, (section, opt) in shortcuts.items():
         v = getattr(args, attr, None)
         if v is not None:

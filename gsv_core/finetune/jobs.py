@@ -62,7 +62,7 @@ class FinetuneJobs:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, config: FinetuneConfig, stages, follow_up: Optional[FollowUp] = None,
-              follow_up_name: str = "select", transcribe=None) -> JobStatus:
+              follow_up_name: str = "select", transcribe=None, audio_allowed=None) -> JobStatus:
         """Run ``stages`` of ``config`` in the background, then ``follow_up(progress, cancel)`` if given;
         ``transcribe`` is the data stage's ASR transcript check (``config.asr_check``)."""
         config.validate()
@@ -77,7 +77,8 @@ class FinetuneJobs:
             self._status = JobStatus(state="running", experiment=config.name, stages=names, started=time.time(),
                                      message="starting")
             exp.save()  # the experiment exists (and its settings are kept) from the first click
-            self._thread = threading.Thread(target=self._run, args=(exp, tuple(stages), follow_up, transcribe),
+            self._thread = threading.Thread(target=self._run, args=(exp, tuple(stages), follow_up, transcribe,
+                                                                    audio_allowed),
                                             name=f"finetune-{config.name}", daemon=True)
             self._thread.start()
         return self.status()  # outside the lock: status() takes it too (threading.Lock is not reentrant)
@@ -115,12 +116,14 @@ class FinetuneJobs:
             if stage:
                 self._status.stage = stage
 
-    def _run(self, exp: Experiment, stages: tuple, follow_up: Optional[FollowUp], transcribe=None) -> None:
+    def _run(self, exp: Experiment, stages: tuple, follow_up: Optional[FollowUp], transcribe=None,
+             audio_allowed=None) -> None:
         share = 0.85 if follow_up is not None else 1.0
         try:
             self._note(f"{exp.config.name}: {', '.join(stages)}")
             results = exp.run(stages, progress=lambda f, m: self._progress(f * share, m),
-                              cancel=self._cancel.is_set, log=self._note, transcribe=transcribe)
+                              cancel=self._cancel.is_set, log=self._note, transcribe=transcribe,
+                              audio_allowed=audio_allowed)
             for stage in stages:
                 if stage in results:
                     self._note(describe(stage, results[stage]))

@@ -2,8 +2,9 @@
 saved in ``experiment.json`` (so a later command, the tab or a restart continues with the same choices), and each
 stage's outcome recorded there.
 
-Stages: ``data`` (read, clean, split) → ``features`` (upstream's four preparation steps) → ``s2`` (SoVITS) →
-``s1`` (GPT). Every stage resumes on its own: the data stage reuses its per-clip analysis, the feature stage
+Stages: ``data`` (read, clean, split) → ``features`` (upstream's four preparation steps) → ``s2`` (SoVITS: full
+finetuning for v1/v2/v2Pro/v2ProPlus, LoRA adapters on the CFM for v3/v4, as upstream's webui) → ``s1`` (GPT, optionally
+with upstream's DPO loss). Every stage resumes on its own: the data stage reuses its per-clip analysis, the feature stage
 skips finished items, the trainers continue from ``state_latest.pt``. Checkpoint selection (the eval loop) is not
 a gsv_core stage because it needs the ASR and metrics of ``eval``; the CLI and the tab call it afterwards."""
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from gsv_core.errors import GSVError
-from gsv_core.versions import finetune_versions, is_pro
+from gsv_core.versions import finetune_versions, is_cfm, is_pro
 from .common import CancelFn, ProgressFn
 from gsv_core.fileio import write_json_atomic
 
@@ -62,8 +63,9 @@ class FinetuneConfig:
     cleaning: dict = field(default_factory=dict)  # CleaningConfig fields to override
     split: dict = field(default_factory=dict)  # SplitConfig fields to override
     features: dict = field(default_factory=dict)  # e.g. batch_size
-    s2: dict = field(default_factory=dict)  # S2TrainConfig fields to override (batch_size, epochs, ...)
-    s1: dict = field(default_factory=dict)  # S1TrainConfig fields to override (batch_size, epochs, lora, ...)
+    #: S2TrainConfig fields to override (batch_size, epochs, ...); v3/v4: LoRATrainConfig fields (lora_rank, ...)
+    s2: dict = field(default_factory=dict)
+    s1: dict = field(default_factory=dict)  # S1TrainConfig fields to override (batch_size, epochs, lora, dpo, ...)
 
     def validate(self) -> "FinetuneConfig":
         self.name = check_experiment_name(self.name)
@@ -236,10 +238,20 @@ class Experiment:
 
     @property
     def sovits_export_dir(self) -> Path:
+        """The first SoVITS weight folder; v3/v4 LoRA exports go to the version's folder (SoVITS_weights_v3 /
+        _v4) when it is configured, as upstream's webui keeps them, so the A/B baseline is that version's base."""
+        if is_cfm(self.config.version):
+            from gsv_core.weights import version_weight_dir
+
+            return version_weight_dir(self.settings, "SoVITS", self.config.version)
         return Path(self.settings.sovits_weight_dirs[0])
 
     @property
     def gpt_export_dir(self) -> Path:
+        if is_cfm(self.config.version):
+            from gsv_core.weights import version_weight_dir
+
+            return version_weight_dir(self.settings, "GPT", self.config.version)
         return Path(self.settings.gpt_weight_dirs[0])
 
     def exports(self) -> dict[str, list[str]]:
@@ -256,7 +268,8 @@ class Experiment:
         return dict(sovits=[str(p) for p in sorted(s2, key=epoch)], gpt=[str(p) for p in sorted(s1, key=epoch)])
 
     # -- stages ------------------------------------------------------------------------------------------------------
-    def run_data(self, progress: ProgressFn | None = None, cancel: CancelFn | None = None, transcribe=None):
+    def run_data(self, progress: ProgressFn | None = None, cancel: CancelFn | None = None, transcribe=None,
+                 audio_allowed=None):
         from .data import CleaningConfig, DataCancelled, SplitConfig, prepare_dataset
 
         c = self.config
@@ -275,7 +288,8 @@ class Experiment:
         try:
             result = prepare_dataset(c.source, self.layout, audio_dir=c.audio_dir or None,
                                      default_lang=c.default_lang, cleaning=cleaning, split=split,
-                                     transcribe=transcribe, progress=progress, cancel=cancel)
+                                     transcribe=transcribe, progress=progress, cancel=cancel,
+                                     audio_allowed=audio_allowed)
         except DataCancelled:
             return Cancelled("data")
         self.save(data=dict(done=True, seconds=round(time.time() - t0, 1), finished=time.time(),
@@ -306,6 +320,8 @@ class Experiment:
         return result
 
     def run_s2(self, progress: ProgressFn | None = None, cancel: CancelFn | None = None, log=None):
+        if is_cfm(self.config.version):
+            return self._run_s2_lora(progress, cancel, log)
         from .s2_train import S2TrainConfig, train_s2
 
         c, p = self.config, self.pretrained()
@@ -325,6 +341,30 @@ class Experiment:
             self.save(s2=dict(done=True, finished=time.time()))
         return result
 
+    def _run_s2_lora(self, progress: ProgressFn | None = None, cancel: CancelFn | None = None, log=None):
+        """v3/v4: LoRA adapters (rank ``s2.lora_rank``, default 32) on the official base model, as upstream's
+        s2_train_v3_lora; exports in upstream's LoRA format into the version's SoVITS weight folder."""
+        from .s2_lora_train import LoRATrainConfig, train_s2_lora
+
+        c, p = self.config, self.pretrained()
+        opts = _dataclass_kwargs(LoRATrainConfig, c.s2, f"SoVITS {c.version} LoRA training")
+        for fixed in ("version", "pretrained_s2g"):
+            if fixed in opts:
+                raise FinetuneError(f"s2.{fixed} is set by the experiment (version, pretrained_s2g), not as an "
+                                    "s2 option")
+        if "num_workers" not in opts:
+            from gsv_core.device import resolve_device
+
+            opts["num_workers"] = 2 if resolve_device(c.device).type == "cuda" else 0
+        cfg = LoRATrainConfig(**{**dict(version=c.version, device=c.device, precision=c.precision,
+                                        pretrained_s2g=str(self._require(p["s2g"], "pretrained SoVITS", c.version)),
+                                        export_dir=str(self.sovits_export_dir), export_name=c.name), **opts})
+        self.save()
+        result = train_s2_lora(self.layout, cfg, progress=progress, cancel=cancel, log=log)
+        if not getattr(result, "cancelled", False):
+            self.save(s2=dict(done=True, finished=time.time()))
+        return result
+
     def run_s1(self, progress: ProgressFn | None = None, cancel: CancelFn | None = None, log=None):
         from .s1_train import S1TrainConfig, train_s1
 
@@ -340,7 +380,7 @@ class Experiment:
         return result
 
     def run(self, stages=STAGES, progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-            transcribe=None, log=None) -> dict[str, Any]:
+            transcribe=None, log=None, audio_allowed=None) -> dict[str, Any]:
         """Run ``stages`` in order (the one-click path). Returns each stage's result; stops at a cancel."""
         stages = [s for s in STAGES if s in set(stages)]
         unknown = set(stages) - set(STAGES)
@@ -357,7 +397,7 @@ class Experiment:
                     progress(_b + _s * max(0.0, min(1.0, frac)), f"[{_st}] {msg}")
 
             if stage == "data":
-                results[stage] = self.run_data(sub, cancel, transcribe=transcribe)
+                results[stage] = self.run_data(sub, cancel, transcribe=transcribe, audio_allowed=audio_allowed)
             elif stage == "features":
                 results[stage] = self.run_features(sub, cancel)
             elif stage == "s2":

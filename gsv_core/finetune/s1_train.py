@@ -12,6 +12,9 @@ lock), batches bucketed by duration with seed 0 + epoch, ``seed_everything(1234)
 ``{name}-e{epoch}.ckpt``. The training state (``s1/state_latest.pt``) is weights-only and holds what an exact resume
 needs: weights (or LoRA adapters), optimiser, schedule, scaler, epoch, batch position, pending gradients and RNG.
 
+DPO (upstream's ``if_dpo``, :mod:`.dpo`): the summed cross-entropy plus a reference-free DPO term against a
+corrupted copy of each item's tokens (a span repeated or skipped), with the batch size halved as upstream does.
+
 LoRA (our extension; upstream trains the whole GPT): adapters on the fused q/k/v projection, ``out_proj``,
 ``linear1`` and ``linear2`` of every layer through peft; only they train, with AdamW at ``lora_lr`` (ScaledAdam
 scales each step by the tensor's rms, so a LoRA ``B`` initialised to zero would never move). Exports merge the
@@ -66,6 +69,7 @@ class S1TrainConfig:
     lora_alpha: Optional[float] = None  # None: equal to the rank (scaling 1)
     lora_lr: float = 2e-4
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    dpo: bool = False  # upstream's if_dpo: add the DPO loss (rejected = a span repeated or skipped); halves the batch
     save_latest_only: bool = True  # False: also keep state_e{epoch}.pt at every save
     export_dir: Optional[str] = None  # default: <experiment>/s1/weights
     export_name: Optional[str] = None  # default: the experiment name
@@ -102,13 +106,20 @@ class S1TrainResult:
 class _TrainStep(torch.nn.Module):
     """What DDP wraps: its forward is the model's training forward, so gradient hooks fire."""
 
-    def __init__(self, model: torch.nn.Module, text_padding: str):
+    def __init__(self, model: torch.nn.Module, text_padding: str, dpo: bool = False):
         super().__init__()
         self.model = model
         self.text_padding = text_padding
+        self.dpo = dpo
 
     def forward(self, phones, phone_lens, tokens, token_lens, bert):
-        return self.model.forward_train(phones, phone_lens, tokens, token_lens, bert, self.text_padding)
+        """(loss, accuracy, DPO term or 0)."""
+        if self.dpo:
+            from .dpo import forward_train_dpo
+
+            return forward_train_dpo(self.model, phones, phone_lens, tokens, token_lens, bert, self.text_padding)
+        loss, acc = self.model.forward_train(phones, phone_lens, tokens, token_lens, bert, self.text_padding)
+        return loss, acc, torch.zeros((), device=loss.device)
 
 
 # -- LoRA ------------------------------------------------------------------------------------------------------------
@@ -171,7 +182,7 @@ def export_config(base: dict[str, Any], cfg: S1TrainConfig, layout: ExperimentLa
     train.update({"seed": cfg.seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                   "save_every_n_epoch": cfg.save_every_epochs, "precision": precision,
                   "gradient_clip": train.get("gradient_clip", 1.0), "if_save_latest": cfg.save_latest_only,
-                  "if_save_every_weights": True, "if_dpo": False, "half_weights_save_dir": str(export_dir),
+                  "if_save_every_weights": True, "if_dpo": bool(cfg.dpo), "half_weights_save_dir": str(export_dir),
                   "exp_name": name})
     config["train"] = train
     config["optimizer"] = {**YAML_OPTIMIZER, **dict(config.get("optimizer") or {})}
@@ -197,6 +208,7 @@ def _device(name: str) -> torch.device:
 
 def _signature(cfg: S1TrainConfig, data_items: int, batch: int) -> dict[str, Any]:
     return {"lora": bool(cfg.lora), "lora_rank": int(cfg.lora_rank) if cfg.lora else 0,
+            **({"dpo": True} if cfg.dpo else {}),  # absent without DPO: states saved before DPO existed still resume
             "lora_targets": list(cfg.lora_targets) if cfg.lora else [], "items": int(data_items),
             "batch_size": int(batch), "pretrained_s1": os.path.basename(str(cfg.pretrained_s1))}
 
@@ -224,7 +236,8 @@ def _train(layout: ExperimentLayout, cfg: S1TrainConfig, info: DistInfo, device:
     max_sec = float((ck.config.get("data") or {}).get("max_sec", 54))
     dataset = S1Dataset(layout, None if cfg.split in (None, "all") else cfg.split, ck.symbol_version, max_sec,
                         log=say)
-    batch_size = effective_batch_size(cfg.batch_size, len(dataset))
+    # upstream halves the batch under DPO (every item runs twice: chosen and rejected)
+    batch_size = effective_batch_size(cfg.batch_size // 2 if cfg.dpo else cfg.batch_size, len(dataset))
     batches = BucketBatches([dataset.seconds(i) for i in range(len(dataset))], batch_size, info.world_size,
                             info.rank, seed=0)
     per_epoch = len(batches)
@@ -247,7 +260,7 @@ def _train(layout: ExperimentLayout, cfg: S1TrainConfig, info: DistInfo, device:
 
     s1_dir = layout.s1_dir
     state_path = s1_dir / "state_latest.pt"
-    losses = LossLog(s1_dir / "losses.csv", ["loss", "loss_per_token", "acc"])
+    losses = LossLog(s1_dir / "losses.csv", ["loss", "loss_per_token", "acc"] + (["dpo"] if cfg.dpo else []))
     export_dir = Path(cfg.export_dir) if cfg.export_dir else s1_dir / "weights"
     export_name = cfg.export_name or layout.name
     epoch, batch_pos, step, opt_steps, elapsed_before = 0, 0, 0, 0, 0.0
@@ -276,7 +289,7 @@ def _train(layout: ExperimentLayout, cfg: S1TrainConfig, info: DistInfo, device:
     if info.is_main:
         losses.truncate_after(step)
 
-    wrapped: torch.nn.Module = _TrainStep(model, cfg.text_padding)
+    wrapped: torch.nn.Module = _TrainStep(model, cfg.text_padding, bool(cfg.dpo))
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         wrapped = DDP(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
@@ -320,7 +333,7 @@ def _train(layout: ExperimentLayout, cfg: S1TrainConfig, info: DistInfo, device:
 
     say(f"GPT training: {len(dataset)} items, batch size {batch_size}, {per_epoch} batches per epoch on "
         f"{info.world_size} process(es), {device.type} {str(dtype).replace('torch.', '')}"
-        + (f", LoRA rank {cfg.lora_rank}" if cfg.lora else ""))
+        + (f", LoRA rank {cfg.lora_rank}" if cfg.lora else "") + (", DPO" if cfg.dpo else ""))
     bar = None
     if info.is_main and progress is None and sys.stderr.isatty():
         from tqdm import tqdm
@@ -339,7 +352,7 @@ def _train(layout: ExperimentLayout, cfg: S1TrainConfig, info: DistInfo, device:
                 # DDP averages gradients on every backward (as Lightning's manual optimisation does), so pending
                 # accumulated gradients are identical on every rank and rank 0's copy resumes them exactly
                 with autocast(device, dtype):
-                    loss, acc = wrapped(batch["phones"].to(device), batch["phone_lens"].to(device),
+                    loss, acc, dpo_term = wrapped(batch["phones"].to(device), batch["phone_lens"].to(device),
                                         batch["tokens"].to(device), batch["token_lens"].to(device),
                                         batch["bert"].to(device))
                 scaler.scale(loss).backward()
@@ -353,11 +366,12 @@ def _train(layout: ExperimentLayout, cfg: S1TrainConfig, info: DistInfo, device:
                 scored = float(batch["tokens"].shape[0] * (int(batch["token_lens"].max()) + 1))
                 loss_v = all_reduce_mean(float(loss.detach()), info)
                 acc_v = all_reduce_mean(float(acc), info)
-                per_token = all_reduce_mean(float(loss.detach()) / scored, info)
+                dpo_v = all_reduce_mean(float(dpo_term), info)
+                per_token = all_reduce_mean((float(loss.detach()) - float(dpo_term)) / scored, info)  # the CE part
                 result.last_loss = loss_v
                 if info.is_main:
                     losses.append({"step": step, "epoch": epoch + 1, "loss": loss_v, "loss_per_token": per_token,
-                                   "acc": acc_v, "lr": optimizer.param_groups[0]["lr"],
+                                   "acc": acc_v, "dpo": dpo_v, "lr": optimizer.param_groups[0]["lr"],
                                    "elapsed_s": round(elapsed_before + time.monotonic() - started, 2)})
                     if bar is not None:
                         bar.update(1)
@@ -428,6 +442,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--lora-rank", type=int, default=32)
     ap.add_argument("--lora-alpha", type=float, default=None)
     ap.add_argument("--lora-lr", type=float, default=2e-4)
+    ap.add_argument("--dpo", action="store_true", help="add upstream's DPO loss (halves the batch size)")
     ap.add_argument("--keep-all-states", action="store_true", help="also keep state_e<epoch>.pt at every save")
     ap.add_argument("--export-dir", default=None)
     ap.add_argument("--export-name", default=None)
@@ -442,7 +457,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cfg = S1TrainConfig(pretrained_s1=args.pretrained_s1, batch_size=args.batch_size, epochs=args.epochs,
                         save_every_epochs=args.save_every, precision=args.precision, device=args.device,
                         seed=args.seed, split=None if args.split == "all" else args.split, lora=args.lora,
-                        lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_lr=args.lora_lr,
+                        lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_lr=args.lora_lr, dpo=args.dpo,
                         save_latest_only=not args.keep_all_states, export_dir=args.export_dir,
                         export_name=args.export_name, max_steps=args.max_steps,
                         save_every_steps=args.save_every_steps, resume=not args.no_resume,

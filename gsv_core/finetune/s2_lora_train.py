@@ -20,7 +20,7 @@ exports ``<export_dir>/<name>_e<epoch>_s<step>_l<rank>.pth`` in upstream's LoRA 
 ``lora_rank``, fp16, trainable tensors + buffers under peft's names) that upstream's webui and our loader read on
 top of the base model.
 
-Not wired into the Finetune pipeline or tab (see :func:`train_s2_lora`)."""
+The Finetune pipeline (``Experiment.run_s2``), its tab and ``python -m gsv_core.finetune`` run it for v3/v4 experiments."""
 from __future__ import annotations
 
 import argparse
