@@ -1,23 +1,26 @@
 """End-to-end engine benchmark on the shared workload (../shared/bench/workload.json), the one upstream is measured on.
 
 Builds official-size models with random, seeded weights (no download), saves them in the official formats into a
-temporary folder, loads them through the engine exactly as a user's files are loaded, and runs:
+temporary folder, loads them through the engine (gsv_core.api.Engine) exactly as a user's files are loaded, and runs:
 
-* per-sentence pass: each target one request (reference processed on first use, then served from the cache),
-  GPT naive path (parallel=False), seed + i per target;
-* batched pass: all targets in one request, one GPT batch (batch_size = number of targets);
-* streaming: first-audio latency of one request (batch_size 1).
+* per-sentence pass, reference uncached: each target one request, caches cleared before each (reference audio,
+  prompt text and BERT processed again, as upstream's figure does), GPT naive path (parallel=False), seed + i;
+* the same requests again with warm caches (reference cached);
+* batched pass, cold: all targets in one request, one GPT batch (batch_size = number of targets), caches cleared
+  first: like for like with upstream's batched figure, whose wall includes reference, speaker embedding and BERT;
+  then the same request warm (our caches), reported separately;
+* streaming: first-audio latency of one request (batch_size 1): fragment-level streaming (engine.stream), and,
+  where the engine offers it (``stream_tokens``), token-level streaming.
 
 Every target produces exactly 5 semantic tokens per Han character (EOS forced after it), as the workload
 prescribes, so both implementations do identical work. Prints s1 tokens/s, s2 seconds of audio per second, RTF,
-first-audio latency and peak RSS, next to upstream's figures from ../shared/bench/upstream-cpu/summary.json.
+first-audio latency, peak RSS (and peak GPU memory on CUDA), the CPU's instruction sets and torch's capability, and
+the load average around the run; ratios against upstream's figures from ``--upstream`` (a run or summary JSON of
+/work/shared/tools/upstream-bench; bench/compare_upstream.py measures both interleaved in one sitting).
 
-    .venv/bin/python bench/bench_engine.py [--device cpu|cuda] [--precision fp32|fp16|bf16] [--threads N]
-                                           [--repeats 3] [--json out.json]
-
-How upstream's side was measured (not part of this project): a harness kept outside the project runs upstream's
-TTS.run at commit 48b1a01 on the same workload and machine kind (3 fresh processes); its summary is the JSON above.
-To re-measure it, run upstream's TTS.run with the models and settings listed in workload.json.
+    .venv/bin/python bench/bench_engine.py [--device cpu|cuda] [--precision fp32|fp16|bf16] [--gpt-int8]
+        [--gpt-variant auto|plain|static|onnx|int8|int8-dynamic|int8-onnx] [--no-graphs] [--threads N] [--repeats 3] [--sentences N]
+        [--json out.json]
 """
 from __future__ import annotations
 
@@ -120,13 +123,27 @@ def peak_rss_mib() -> float | None:
     return None
 
 
+def first_audio_seconds(engine, request, mode: str = "fragment") -> float | None:
+    """Seconds from the request to its first audio chunk. ``mode="fragment"``: a fragment's audio once its GPT
+    decoding and SoVITS decode are done; ``mode="token"``: token-level streaming (the first piece after the first
+    few semantic tokens, gsv_core/engine/streaming.py). The stream is closed after its first chunk."""
+    t0 = time.perf_counter()
+    chunks = engine.stream(request, mode="fragments" if mode == "fragment" else "tokens")
+    try:
+        for _chunk in chunks:
+            return time.perf_counter() - t0
+    finally:
+        chunks.close()
+    return None
+
+
 def run_once(engine, workload: dict, ref: Path, device_sync) -> dict:
-    from gsv_core.engine import SynthesisRequest
+    from gsv_core.api import SynthesisRequest
 
     sampling = workload["sampling"]
     targets = workload["targets"]
     counts = {t["text"]: t["semantic_tokens"] for t in targets}
-    engine.fixed_token_count = lambda text: counts.get(text.strip(), 5 * han_chars(text))
+    engine.fix_token_counts(lambda text: counts.get(text.strip(), 5 * han_chars(text)))
     base = SynthesisRequest(
         text=targets[0]["text"], ref_audio=str(ref), ref_text=workload["reference"]["prompt_text"],
         ref_lang="all_zh", text_lang="all_zh", split_method=workload["text_split_method"],
@@ -134,13 +151,12 @@ def run_once(engine, workload: dict, ref: Path, device_sync) -> dict:
         repetition_penalty=sampling["repetition_penalty"], pause=workload["fragment_interval_s"],
         noise_scale=workload["s2_decode"]["noise_scale"], speed=workload["s2_decode"]["speed"],
     )
-    out: dict = {"per_sentence": [], "per_sentence_cached": [], "batched": {}}
+    out: dict = {"per_sentence": [], "per_sentence_cached": [], "batched": {}, "batched_warm": {}}
 
     def sentence_pass(key: str, cold: bool) -> None:
         for i, t in enumerate(targets):
             if cold:  # as upstream's uncached figure: reference audio and prompt text processed in every request
-                engine.refs = type(engine.refs)()
-                engine.text = type(engine.text)(engine.text._bert_model, engine.text.dtype)
+                engine.clear_caches()
             r = engine.synthesize(base.replace(text=t["text"], seed=sampling["seed"] + i, parallel=False,
                                                batch_size=1))
             device_sync()
@@ -150,14 +166,17 @@ def run_once(engine, workload: dict, ref: Path, device_sync) -> dict:
     sentence_pass("per_sentence", cold=True)
     sentence_pass("per_sentence_cached", cold=False)
     joined = "\n".join(t["text"] for t in targets)
-    r = engine.synthesize(base.replace(text=joined, seed=sampling["seed"], parallel=True, batch_size=len(targets)))
-    device_sync()
-    out["batched"] = {"tokens": r.tokens, "audio_s": r.speech_seconds, "wall": r.wall,
-                      **{f"t_{k}": v for k, v in r.timings.items()}}
-    t0 = time.perf_counter()
-    for chunk in engine.stream(base.replace(text=targets[-1]["text"], seed=7, batch_size=1)):
-        out["first_audio_s"] = time.perf_counter() - t0
-        break
+    batched = base.replace(text=joined, seed=sampling["seed"], parallel=True, batch_size=len(targets))
+    for key, cold in (("batched", True), ("batched_warm", False)):
+        if cold:  # like for like: upstream's batched wall includes the reference, speaker embedding and BERT
+            engine.clear_caches()
+        r = engine.synthesize(batched)
+        device_sync()
+        out[key] = {"tokens": r.tokens, "audio_s": r.speech_seconds, "wall": r.wall,
+                    **{f"t_{k}": v for k, v in r.timings.items()}}
+    stream_request = base.replace(text=targets[-1]["text"], seed=7, batch_size=1)
+    out["first_audio_s"] = first_audio_seconds(engine, stream_request, "fragment")
+    out["first_audio_token_s"] = first_audio_seconds(engine, stream_request, "token")
     return out
 
 
@@ -171,7 +190,7 @@ def summarise(runs: list[dict]) -> dict:
         audio = sum(p["audio_s"] for p in ps)
         walls = [p["wall"] for p in ps]
         cached = sum(p["wall"] for p in warm)
-        b = run["batched"]
+        b, w = run["batched"], run["batched_warm"]
         return {
             "s1_tokens_per_s": tokens / sum(p["t_s1"] for p in ps),
             "s2_audio_s_per_s": audio / sum(p["t_s2"] for p in ps),
@@ -180,29 +199,95 @@ def summarise(runs: list[dict]) -> dict:
             "batched_s1_tokens_per_s": b["tokens"] / b["t_s1"],
             "batched_s2_audio_s_per_s": b["audio_s"] / b["t_s2"],
             "batched_rtf": b["wall"] / b["audio_s"],
+            "batched_rtf_warm": w["wall"] / w["audio_s"],
             "first_audio_s": run.get("first_audio_s"),
+            "first_audio_token_s": run.get("first_audio_token_s"),
             "stage_totals_s": {k[2:]: sum(p[k] for p in ps) for k in ps[0] if k.startswith("t_")},
         }
 
     rows = [per_run(r) for r in runs]
     keys = [k for k in rows[0] if k != "stage_totals_s"]
-    agg = {k: med([r[k] for r in rows]) for k in keys}
+    agg = {k: (med([r[k] for r in rows]) if all(r[k] is not None for r in rows) else None) for k in keys}
     agg["stage_totals_s"] = rows[len(rows) // 2]["stage_totals_s"]
     agg["runs"] = rows
     return agg
 
 
-def main() -> int:
+def load_upstream(path: Path) -> dict:
+    """Upstream figures keyed like our summary: from a summary.json (aggregate medians) or one run JSON."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    flat: dict = {}
+    if "aggregate" in data:
+        for k, v in data["aggregate"].items():
+            if isinstance(v, dict) and "median" in v:
+                flat[k] = v["median"]
+    else:
+        for k, v in (data.get("naive", {}).get("summary") or {}).items():
+            if not isinstance(v, dict):
+                flat[f"naive.{k}"] = v
+        for k, v in ((data.get("batched") or {}).get("summary") or {}).items():
+            flat[f"batched.{k}"] = v
+        flat["peak_rss_inference_mib"] = data.get("peak_rss_inference_mib")
+    return flat
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+TABLE = [
+    ("s1 tokens/s (per sentence)", "s1_tokens_per_s", "naive.s1_tokens_per_s"),
+    ("s1 tokens/s (batched)", "batched_s1_tokens_per_s", "batched.s1_tokens_per_s"),
+    ("s2 audio s/s (per sentence)", "s2_audio_s_per_s", "naive.s2_audio_s_per_s"),
+    ("RTF per sentence, ref uncached", "rtf_uncached_ref", "naive.rtf_uncached_ref"),
+    ("RTF per sentence, ref cached", "rtf_cached_ref", "naive.rtf_cached_ref"),
+    ("RTF batched, cold", "batched_rtf", "batched.rtf"),
+    ("RTF batched, warm caches", "batched_rtf_warm", None),
+    ("first audio, fragment stream (s)", "first_audio_s", None),
+    ("first audio, token stream (s)", "first_audio_token_s", None),
+    ("peak RSS MiB", "peak_rss_mib", "peak_rss_inference_mib"),
+    ("peak GPU memory MiB", "peak_gpu_mib", None),
+]
+
+
+def print_table(ours: dict, upstream: dict, title: str) -> None:
+    print(title)
+    print(f"{'metric':34s} {'ours':>10s} {'upstream':>10s} {'ratio':>7s}")
+    for label, key, up_key in TABLE:
+        mine = ours.get(key)
+        if mine is None and key in ("peak_gpu_mib", "first_audio_token_s"):
+            continue
+        theirs = upstream.get(up_key) if up_key else None
+        ratio = ""
+        if mine and theirs:
+            better_low = "rtf" in key or "rss" in key or "first" in key
+            ratio = f"{(theirs / mine if better_low else mine / theirs):.2f}x"
+        fmt = lambda v: "-" if v is None else f"{v:.3f}" if v < 100 else f"{v:.0f}"  # noqa: E731
+        print(f"{label:34s} {fmt(mine):>10s} {fmt(theirs):>10s} {ratio:>7s}")
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workload", default=str(SHARED / "workload.json"))
-    ap.add_argument("--upstream", default=str(SHARED / "upstream-cpu" / "summary.json"))
+    ap.add_argument("--upstream", default=str(SHARED / "upstream-cpu" / "summary.json"),
+                    help="upstream's figures (a summary.json or one run JSON of tools/upstream-bench)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
-    ap.add_argument("--gpt-int8", action="store_true", help="CPU: GPT in bf16 with weight-only int8 projections")
+    ap.add_argument("--gpt-int8", action="store_true", help="CPU: the GPT's projections as int8 (GPT_INT8)")
+    ap.add_argument("--gpt-variant", default="auto",
+                    choices=["auto", "plain", "static", "onnx", "int8", "int8-dynamic", "int8-onnx"],
+                    help="force a GPT decoding variant (auto: what gsv_core.engine.fastpaths picks)")
+    ap.add_argument("--no-graphs", action="store_true", help="CUDA: decode with the eager static step")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sentences", type=int, default=0, help="only the first N targets (0: all)")
     ap.add_argument("--json", help="write the figures here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
@@ -210,64 +295,65 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     workload = json.loads(Path(args.workload).read_text(encoding="utf-8"))
+    if args.sentences:
+        workload["targets"] = workload["targets"][: args.sentences]
     ref = Path(args.workload).parent / workload["reference"]["wav"]
     from config import load_settings
-    from gsv_core.engine import ModelRegistry, TTSEngine
+    from gsv_core.api import Engine
+    from gsv_core.device import cpu_features
+    from gsv_core.engine import fastpaths
 
+    if args.gpt_variant != "auto":  # a benchmark override of the one place variants are chosen
+        forced = args.gpt_variant
+        fastpaths.gpt_variant_name = lambda settings, device: forced  # type: ignore[assignment]
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="gsv-bench-") as tmp:
         t0 = time.perf_counter()
         paths = build_models(workload, Path(tmp))
         print(f"built and saved official-size random models in {time.perf_counter() - t0:.1f} s", flush=True)
         env = {"GSV_HOME": tmp, "GSV_USE_G2PW": "0", "GSV_GPT_INT8": "1" if args.gpt_int8 else "0"}
         settings = load_settings(environ=env, my_config=Path(tmp) / "none.py")
-        registry = ModelRegistry(settings, device=args.device, precision=args.precision, budget_gb=64)
-        engine = TTSEngine(registry, bert_dir=paths["bert"], hubert_dir=paths["hubert"], sv_path=paths["sv"],
-                           log_path=None)
+        engine = Engine.open(settings, device=args.device, precision=args.precision, bert_dir=paths["bert"],
+                             hubert_dir=paths["hubert"], sv_path=paths["sv"], log_path=None, memory_budget_gb=64)
         engine.set_models(paths["gpt"], paths["sovits"])
-        sync = torch.cuda.synchronize if registry.device.type == "cuda" else (lambda: None)
+        cuda = engine.device.type == "cuda"
+        gpt = engine._pipeline.registry.gpt(paths["gpt"])[0]  # the variant the engine decodes with
+        if args.no_graphs and hasattr(gpt, "disable_graphs"):
+            gpt.disable_graphs("--no-graphs")
+        graphs = bool(getattr(gpt, "graphs", False))
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
         # warm-up: one full untimed request, as upstream's harness does
         run_once(engine, {**workload, "targets": workload["targets"][:1]}, ref, sync)
         peak_rss_reset()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         runs = []
         for i in range(args.repeats):
             runs.append(run_once(engine, workload, ref, sync))
             print(f"run {i + 1}/{args.repeats} done", flush=True)
         ours = summarise(runs)
         ours["peak_rss_mib"] = peak_rss_mib()
-    meta = {"device": str(registry.device), "dtype": str(registry.dtype), "gpt_int8": args.gpt_int8, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
-            "tokens": sum(t["semantic_tokens"] for t in workload["targets"])}
-    table = [
-        ("s1 tokens/s (per sentence)", "s1_tokens_per_s", "naive.s1_tokens_per_s"),
-        ("s1 tokens/s (batched)", "batched_s1_tokens_per_s", "batched.s1_tokens_per_s"),
-        ("s2 audio s/s (per sentence)", "s2_audio_s_per_s", "naive.s2_audio_s_per_s"),
-        ("RTF per sentence, ref uncached", "rtf_uncached_ref", "naive.rtf_uncached_ref"),
-        ("RTF per sentence, ref cached", "rtf_cached_ref", "naive.rtf_cached_ref"),
-        ("RTF batched", "batched_rtf", "batched.rtf"),
-        ("first audio (streaming) s", "first_audio_s", None),
-        ("peak RSS MiB", "peak_rss_mib", "peak_rss_inference_mib"),
-    ]
-    up_flat = {}
-    if Path(args.upstream).exists():
-        for k, v in json.loads(Path(args.upstream).read_text()).get("aggregate", {}).items():
-            if isinstance(v, dict) and "median" in v:
-                up_flat[k] = v["median"]
-    print(f"\nworkload {workload['name']} on {meta['device']} {meta['dtype']}"
-          f"{' (GPT int8 weights, bf16 activations)' if args.gpt_int8 else ''}, {meta['threads']} threads, "
-          f"{args.repeats} runs (median)")
-    print(f"{'metric':34s} {'ours':>10s} {'upstream':>10s} {'ratio':>7s}")
-    for label, key, up_key in table:
-        mine = ours.get(key)
-        theirs = up_flat.get(up_key) if up_key else None
-        ratio = ""
-        if mine and theirs:
-            better_low = "rtf" in key or "rss" in key or "first" in key
-            ratio = f"{(theirs / mine if better_low else mine / theirs):.2f}x"
-        fmt = lambda v: "-" if v is None else f"{v:.3f}" if v < 100 else f"{v:.0f}"
-        print(f"{label:34s} {fmt(mine):>10s} {fmt(theirs):>10s} {ratio:>7s}")
-    print("stage totals (per-sentence pass, s): " + ", ".join(f"{k} {v:.2f}" for k, v in ours["stage_totals_s"].items()))
+        ours["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    meta = {"device": str(engine.device), "dtype": str(engine.dtype), "gpt_int8": args.gpt_int8,
+            "gpt_variant": type(gpt).__name__ + (f"/{gpt.backend}" if hasattr(gpt, "backend") else "")
+            + (f" ({getattr(gpt, 'quantized')})" if hasattr(gpt, "quantized") else ""),
+            "cuda_graphs": graphs, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "cpu": cpu_features(),
+            "load_before": load_before, "load_after": load_average(),
+            "tokens": sum(t["semantic_tokens"] for t in workload["targets"]), "sentences": len(workload["targets"])}
+    if cuda:
+        meta["gpu"] = torch.cuda.get_device_name(engine.device)
+    upstream = load_upstream(Path(args.upstream))
+    cpu = meta["cpu"]
+    print(f"\nworkload {workload['name']} on {meta['device']} {meta['dtype']}, GPT {meta['gpt_variant']}"
+          f"{', CUDA graphs' if graphs else ''}, {meta['threads']} threads, {args.repeats} runs (median)")
+    print(f"CPU {cpu['model']} ({cpu['cores']} cores), torch capability {cpu['capability']}, flags "
+          f"{' '.join(cpu['flags']) or '?'}; load average {load_before} -> {meta['load_after']}")
+    print_table(ours, upstream, "")
+    print("stage totals (per-sentence pass, s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in ours["stage_totals_s"].items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "ours": ours, "upstream": up_flat}, indent=1))
+        Path(args.json).write_text(json.dumps({"meta": meta, "ours": ours, "upstream": upstream}, indent=1))
     return 0
 
 

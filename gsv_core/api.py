@@ -53,9 +53,11 @@ class Engine:
                      if v not in (None, "")}
         if overrides:
             settings = dataclasses.replace(settings, **{k: Path(v) for k, v in overrides.items()})
+        from . import checkpoints
         from .text import configure as configure_text
 
         configure_text(settings)  # G2PW and the language detector where these settings point
+        checkpoints.MAX_XZ_BYTES = int(getattr(settings, "max_unpacked_mb", 2048)) * 2**20
         registry = ModelRegistry(settings, device=device, precision=precision, budget_gb=memory_budget_gb)
         return cls(TTSEngine(registry, log_path=log_path))
 
@@ -89,9 +91,24 @@ class Engine:
         """Several requests; fragments sharing GPT, prompt and sampling settings are decoded in the same batches."""
         return self._pipeline.synthesize_many([self.request(r) for r in requests], progress=progress, cancel=cancel)
 
-    def stream(self, request: SynthesisRequest | Mapping[str, Any],
-               cancel: Optional[threading.Event] = None) -> Iterator[AudioChunk]:
-        return self._pipeline.stream(self.request(request), cancel=cancel)
+    def stream(self, request: SynthesisRequest | Mapping[str, Any], cancel: Optional[threading.Event] = None,
+               mode: str = "tokens", chunk_tokens: Optional[int] = None) -> Iterator[AudioChunk]:
+        """Audio as it is made: ``mode="tokens"`` every ``chunk_tokens`` semantic tokens (default 24, the first
+        piece after half as many) while the GPT decodes; ``mode="fragments"`` fragment by fragment (v3/v4 always).
+        Close the iterator (or set ``cancel``) to stop the work."""
+        from .engine.streaming import StreamPlan
+
+        return self._pipeline.stream(self.request(request), cancel=cancel, mode=mode,
+                                     plan=StreamPlan.with_chunk(chunk_tokens))
+
+    def precision_warning(self) -> Optional[str]:
+        """The sentence to show when the settings ask this CPU for bf16 it only emulates (with the slowdown
+        measured here, once per machine); None when the precision is fine (see gsv_core.device)."""
+        from .device import reduced_precision_warning
+
+        registry = self._pipeline.registry
+        return reduced_precision_warning(str(registry.precision), bool(getattr(registry.settings, "gpt_int8", False)),
+                                         registry.device)
 
     def set_models(self, gpt_path: Any = None, sovits_path: Any = None) -> None:
         """Default GPT/SoVITS for requests that name none (loaded now, so errors surface here)."""
@@ -136,13 +153,20 @@ class Engine:
     def check_model_path(self, path: Any, kind: str) -> str:
         return weights.check_model_path(self.settings, path, kind)
 
+    def sovits_options(self, path: Any) -> dict[str, Any]:
+        """What a form offers for a SoVITS file (version; v3/v4 sample-step choices and default; whether v3
+        super-sampling is available), without loading the model; the path must pass the model-folder rule."""
+        return weights.sovits_options(self.settings, path)
+
     def check_request_models(self, request: SynthesisRequest) -> SynthesisRequest:
-        """The request with its model paths checked against the model folders (front ends taking paths from
-        users or API callers call this before synthesising)."""
-        for kind, path in (("GPT", request.gpt_path), ("SoVITS", request.sovits_path)):
+        """The request with its model paths checked against the model folders and made absolute (list labels
+        resolved); front ends taking paths from users or API callers call this before synthesising."""
+        found = {}
+        for key, kind in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
+            path = getattr(request, key)
             if path not in (None, ""):
-                self.check_model_path(path, kind)
-        return request
+                found[key] = self.check_model_path(path, kind)
+        return request.replace(**found) if found else request
 
     # -- benchmarks ------------------------------------------------------------------------------------------------
     def fix_token_counts(self, counts: Optional[Callable[[str], int]]) -> None:

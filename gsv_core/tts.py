@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from tqdm import tqdm
+
 from .engine.request import PARAMETERS, SynthesisRequest
 from .errors import GSVError
 
@@ -48,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, **kwargs)
     p.add_argument("-o", "--output", default="out.wav", help="output wav (single mode)")
     p.add_argument("--out-dir", default="tts_out", help="output folder (batch mode)")
-    p.add_argument("--stream", action="store_true", help="write fragments as they are ready and report latency")
+    p.add_argument("--stream", action="store_true",
+                   help="stream: audio every few semantic tokens while the GPT decodes; reports the first-audio "
+                        "latency and writes the joined audio")
+    p.add_argument("--stream-mode", choices=("tokens", "fragments"), default="tokens",
+                   help="tokens (default): pieces of a fragment as its tokens come; fragments: whole fragments")
+    p.add_argument("--stream-chunk", type=int, default=24, metavar="N",
+                   help="token mode: decode every N semantic tokens (25 per second of speech; the first piece after "
+                        "N/2). Smaller = earlier first audio, more work")
     p.add_argument("--bert", help="BERT folder (default from config)")
     p.add_argument("--hubert", help="HuBERT folder (default from config)")
     p.add_argument("--sv", help="speaker-verification model (v2Pro/v2ProPlus; default from config)")
@@ -77,6 +86,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         engine = make_engine(args)
+        warning = engine.precision_warning()
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         base = engine.check_request_models(base_request(args))
         if args.csv:
             import csv
@@ -100,8 +112,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             from .audio import save_wav
 
+            if args.stream_chunk < 1:
+                raise GSVError("--stream-chunk must be at least 1 token")
             t0, pieces, rate = time.perf_counter(), [], 32000
-            for chunk in engine.stream(base):
+            chunks = engine.stream(base, mode=args.stream_mode, chunk_tokens=args.stream_chunk)
+            for chunk in tqdm(chunks, desc="streaming", unit="piece", disable=None):
                 if chunk.index == 0:
                     print(f"first audio after {time.perf_counter() - t0:.3f} s")
                 pieces.append(chunk.audio)

@@ -83,7 +83,7 @@ def test_batched_equals_sequential_for_greedy(env, sovits):
 def test_streaming_yields_the_same_audio(env):
     eng = env["engine"]
     req = _request(env, top_k=5)
-    chunks = list(eng.stream(req))
+    chunks = list(eng.stream(req, mode="fragments"))  # the token-level mode: tests/test_streaming.py
     assert [c.index for c in chunks] == list(range(len(chunks))) and chunks[-1].last
     assert not any(c.last for c in chunks[:-1])
     full = eng.synthesize(req)

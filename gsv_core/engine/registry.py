@@ -47,7 +47,8 @@ class ModelRegistry:
         if getattr(settings, "cpu_threads", 0) > 0:
             torch.set_num_threads(int(settings.cpu_threads))
         self.device = resolve_device(device or settings.device)
-        self.dtype = resolve_dtype(precision or settings.precision, self.device)
+        self.precision = precision or settings.precision  # as asked: "auto", "fp32", "fp16" or "bf16"
+        self.dtype = resolve_dtype(self.precision, self.device)
         self.budget_bytes = int((settings.model_memory_budget_gb if budget_gb is None else budget_gb) * 2**30)
         self._entries: "OrderedDict[tuple[str, str], Entry]" = OrderedDict()
         self._lock = threading.RLock()
@@ -127,9 +128,35 @@ class ModelRegistry:
         return e.value, e.info
 
     def sovits(self, path: Any):
+        """A SoVITS model; v3/v4 LoRA files are merged into their base model, found in the pretrained folder (or
+        next to the LoRA file), with a message naming the missing file otherwise."""
         p = self._resolve(path, "SoVITS weights (.pth)")
-        e = self._get("sovits", p, lambda: loading.load_sovits(p, self.device, self.dtype))
+        search = [self.settings.pretrained_dir]
+        e = self._get("sovits", p, lambda: loading.load_sovits(p, self.device, self.dtype, search_dirs=search))
         return e.value, e.info
+
+    def vocoder(self, version: str):
+        """The vocoder of SoVITS ``version`` (v3: BigVGAN 24 kHz, v4: HiFi-GAN 48 kHz) from the pretrained folder."""
+        from ..errors import CheckpointError
+
+        try:
+            path = loading.find_vocoder(version, [self.settings.pretrained_dir])
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (`python -m gsv_core.download --version {version}` fetches it into "
+                                  f"PRETRAINED_DIR)") from None
+        e = self._get(f"vocoder-{version}", path,
+                      lambda: (loading.load_vocoder(version, path, self.device, self.dtype), None))
+        return e.value
+
+    def super_sampler(self):
+        """The AP-BWE 24 -> 48 kHz model for SoVITS v3's optional super-sampling (a CheckpointError naming
+        g_24kto48k.zip / config.json and their folder when absent)."""
+        from ..models.ap_bwe import load_super_sampler
+        from ..weights import super_sampler_dir
+
+        folder = super_sampler_dir(self.settings)
+        e = self._get("ap_bwe", folder.resolve(), lambda: (load_super_sampler(folder, self.device), None))
+        return e.value
 
     def _feature_model(self, kind: str, path: Any, default: Path, load: Callable, download_item: str):
         p = Path(path).expanduser().resolve() if path else Path(default)

@@ -22,6 +22,7 @@ from ..errors import GSVError
 AudioSource = Union[str, Path, tuple]
 
 SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
+MAX_SAMPLE_STEPS = 128  # upstream's largest choice (v3)
 
 
 class RequestError(GSVError, ValueError):
@@ -47,9 +48,15 @@ class SynthesisRequest:
     noise_scale: float = 0.5
     pause: float = 0.3  # seconds of silence after each fragment
     seed: int = -1  # -1: a random seed, reported in the result
-    batch_size: int = 8  # fragments decoded together by the GPT
+    batch_size: int = 8  # fragments decoded together by the GPT (and sampled together by the v3/v4 CFM)
     parallel: bool = True  # batched GPT decoding (upstream's parallel_infer)
     max_tokens: Optional[int] = None  # cap on semantic tokens per fragment (25 per second); None: the model's limit
+    #: SoVITS v3/v4 only: CFM sampling steps; None (0 in a form or CSV) = the version's default (v3 32, v4 8, as
+    #: upstream's inference webui), ignored by the other versions
+    sample_steps: Optional[int] = None
+    #: SoVITS v3 only: AP-BWE super-sampling of the 24 kHz output to 48 kHz (needs g_24kto48k.zip + config.json);
+    #: ignored by the other versions, as upstream does
+    super_sampling: bool = False
     id: str = ""  # caller's label (batch CSV id)
 
     def validate(self) -> "SynthesisRequest":
@@ -85,6 +92,12 @@ class SynthesisRequest:
             problems.append(f"batch_size must be in 1..64, not {self.batch_size!r}")
         if self.max_tokens is not None and not (isinstance(self.max_tokens, int) and 1 <= self.max_tokens <= 1500):
             problems.append(f"max_tokens must be in 1..1500 (60 s) or None, not {self.max_tokens!r}")
+        if self.sample_steps is not None and not (isinstance(self.sample_steps, int) and
+                                                  1 <= self.sample_steps <= MAX_SAMPLE_STEPS):
+            problems.append(f"sample_steps must be in 1..{MAX_SAMPLE_STEPS} or None (the version's default), not "
+                            f"{self.sample_steps!r}")
+        if not isinstance(self.super_sampling, bool):
+            problems.append(f"super_sampling must be true or false, not {self.super_sampling!r}")
         if self.ref_audio is None or (isinstance(self.ref_audio, str) and not self.ref_audio.strip()):
             problems.append("no reference audio was given")
         if problems:
@@ -207,6 +220,13 @@ def _optional_tokens(raw: Any) -> Optional[int]:
     return None if value <= 0 else value  # 0: the model's own limit, as the UI's slider says
 
 
+def _optional_steps(raw: Any) -> Optional[int]:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    value = _integer(raw)
+    return None if value == 0 else value  # 0: the version's default, as the UI's choice says
+
+
 def _path_or_none(raw: Any) -> Optional[str]:
     text = _text(raw).strip()
     return text or None
@@ -268,9 +288,12 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("noise_scale", _number, "SoVITS noise scale"),
     Parameter("pause", _number, "seconds of silence after each fragment"),
     Parameter("seed", _integer, "-1: random; the seed used is reported"),
-    Parameter("batch_size", _integer, "fragments decoded together by the GPT"),
+    Parameter("batch_size", _integer, "fragments decoded together by the GPT (and the v3/v4 CFM)"),
     Parameter("parallel", _boolean, "batched GPT decoding"),
     Parameter("max_tokens", _optional_tokens, "semantic tokens per fragment at most (25 per second; 0 = model limit)"),
+    Parameter("sample_steps", _optional_steps, "SoVITS v3/v4: CFM sampling steps (0 = the version's default: v3 32, "
+                                               "v4 8)"),
+    Parameter("super_sampling", _boolean, "SoVITS v3: super-sample the 24 kHz output to 48 kHz (AP-BWE)"),
     Parameter("id", _text, "the caller's label (batch CSV id)"),
 )}
 #: other names front ends use for fields (a CSV's "ref" and "lang", an eval system's "gpt" and "sovits")
@@ -279,7 +302,7 @@ ALIASES = {"ref": "ref_audio", "lang": "text_lang", "gpt": "gpt_path", "sovits":
 #: the sampling and shaping settings (what a sweep cell, a product or an eval system carries besides models and
 #: references)
 SAMPLING_FIELDS = ("top_k", "top_p", "temperature", "repetition_penalty", "split_method", "speed", "noise_scale",
-                   "pause", "max_tokens", "batch_size", "parallel")
+                   "pause", "max_tokens", "batch_size", "parallel", "sample_steps", "super_sampling")
 
 
 @dataclass

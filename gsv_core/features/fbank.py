@@ -32,7 +32,7 @@ def mel_scale(freq_hz: Tensor | float) -> Tensor | float:
 
 def _window(kind: str, length: int, blackman_coeff: float) -> Tensor:
     # Kaldi's windows are symmetric: the phase runs over length - 1 intervals.
-    n = torch.arange(length, dtype=torch.float64)
+    n = torch.arange(length, dtype=torch.float64, device="cpu")  # built on the CPU, moved by the caller
     phase = 2.0 * math.pi * n / (length - 1)
     if kind == "povey":
         return (0.5 - 0.5 * torch.cos(phase)).pow(0.85)
@@ -41,7 +41,7 @@ def _window(kind: str, length: int, blackman_coeff: float) -> Tensor:
     if kind == "hamming":
         return 0.54 - 0.46 * torch.cos(phase)
     if kind == "rectangular":
-        return torch.ones(length, dtype=torch.float64)
+        return torch.ones(length, dtype=torch.float64, device="cpu")
     if kind == "blackman":
         return blackman_coeff - 0.5 * torch.cos(phase) + (0.5 - blackman_coeff) * torch.cos(2.0 * phase)
     raise ValueError(f"unknown window type {kind!r} (povey, hanning, hamming, rectangular, blackman)")
@@ -72,10 +72,11 @@ def _mel_banks(num_bins, fft_size, sample_frequency, low_freq, high_freq, device
         raise ValueError(f"bad mel options: {num_bins} bins, low {low_freq} Hz, high {high} Hz, nyquist {nyquist} Hz")
     mel_low, mel_high = mel_scale(low_freq), mel_scale(high)
     step = (mel_high - mel_low) / (num_bins + 1)
-    edges = mel_low + step * torch.arange(num_bins + 2, dtype=torch.float64)
+    edges = mel_low + step * torch.arange(num_bins + 2, dtype=torch.float64, device="cpu")  # moved at the end
     left, center, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     # Kaldi evaluates the filters only on the fft_size / 2 bins below Nyquist.
-    bin_mel = mel_scale(sample_frequency / fft_size * torch.arange(fft_size // 2, dtype=torch.float64))[None, :]
+    bin_mel = mel_scale(sample_frequency / fft_size * torch.arange(fft_size // 2, dtype=torch.float64,
+                                                                   device="cpu"))[None, :]
     rising = (bin_mel - left) / (center - left)
     falling = (right - bin_mel) / (right - center)
     banks = torch.clamp(torch.minimum(rising, falling), min=0.0)
@@ -85,12 +86,12 @@ def _mel_banks(num_bins, fft_size, sample_frequency, low_freq, high_freq, device
 def _frame_indices(num_samples: int, size: int, shift: int, snip_edges: bool) -> Tensor:
     if snip_edges:
         count = 1 + (num_samples - size) // shift
-        starts = torch.arange(count) * shift
+        starts = torch.arange(count, device="cpu") * shift  # indices built on the CPU, moved by the caller
     else:
         # Frames are centred on multiples of the shift; samples beyond either end are mirrored (x[-1] = x[0]).
         count = (num_samples + shift // 2) // shift
-        starts = torch.arange(count) * shift + shift // 2 - size // 2
-    idx = starts[:, None] + torch.arange(size)[None, :]
+        starts = torch.arange(count, device="cpu") * shift + shift // 2 - size // 2
+    idx = starts[:, None] + torch.arange(size, device="cpu")[None, :]
     idx = torch.where(idx < 0, -idx - 1, idx)
     return torch.where(idx >= num_samples, 2 * num_samples - 1 - idx, idx)
 

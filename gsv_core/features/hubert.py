@@ -54,7 +54,7 @@ class HubertContent(nn.Module):
         return super().train(False)
 
     def _batch(self, wav16: Tensor) -> Tensor:
-        wav16 = torch.as_tensor(wav16)
+        wav16 = torch.as_tensor(wav16, device=next(self.model.parameters()).device)
         if wav16.dim() == 1:
             wav16 = wav16.unsqueeze(0)
         if wav16.dim() != 2 or wav16.shape[-1] < MIN_SAMPLES:

@@ -25,6 +25,8 @@ SAMPLE_RATE = 16000
 FBANK_OPTIONS = dict(num_mel_bins=80, sample_frequency=SAMPLE_RATE, dither=0.0)
 #: the embeddings :meth:`SpeakerEncoder.embed` returns: the verification embedding and SoVITS' conditioning vector
 EMBEDDING_KINDS = ("segment", "forward3")
+#: longer audio is embedded window by window (bounded memory)
+WINDOW_SECONDS = 20.0
 ARCH_ARGS = {"baseWidth", "scale", "expansion", "m_channels", "num_blocks", "feat_dim", "embedding_size",
              "pooling_func", "two_emb_layer"}
 
@@ -61,7 +63,7 @@ class SpeakerEncoder(nn.Module):
 
     def fbank(self, wav16: Tensor) -> Tensor:
         """[T] or [B, T] float waveform(s) at 16 kHz -> [B, frames, 80] on the model's device and dtype."""
-        wav16 = torch.as_tensor(wav16)
+        wav16 = torch.as_tensor(wav16, device=self._param.device)
         if wav16.dim() == 1:
             wav16 = wav16.unsqueeze(0)
         if wav16.dim() != 2 or wav16.shape[0] == 0:
@@ -83,12 +85,27 @@ class SpeakerEncoder(nn.Module):
     @torch.no_grad()
     def embed(self, wav16: Tensor, kind: str = "segment") -> Tensor:
         """[B, D] embedding of ``kind`` (one of :data:`EMBEDDING_KINDS`): ``segment`` = 192-d verification
-        embedding, ``forward3`` = the 20480-d SoVITS conditioning vector."""
-        if kind == "segment":
-            return self.segment_embedding(wav16)
-        if kind == "forward3":
-            return self.forward(wav16)
-        raise GSVError(f"unknown speaker embedding kind {kind!r}: use one of {', '.join(EMBEDDING_KINDS)}")
+        embedding, ``forward3`` = the 20480-d SoVITS conditioning vector.
+
+        A single waveform longer than :data:`WINDOW_SECONDS` is embedded in windows of that length whose vectors
+        are averaged (weighted by their length), so memory stays bounded however long the audio is (a two-minute
+        clip would otherwise cost gigabytes in the network's activations); references (3-10 s) are one window."""
+        if kind not in EMBEDDING_KINDS:
+            raise GSVError(f"unknown speaker embedding kind {kind!r}: use one of {', '.join(EMBEDDING_KINDS)}")
+        run = self.segment_embedding if kind == "segment" else self.forward
+        wav16 = torch.as_tensor(wav16, device=self._param.device)
+        window = int(WINDOW_SECONDS * SAMPLE_RATE)
+        if wav16.dim() != 1 or wav16.shape[0] <= window + window // 2:
+            return run(wav16)
+        total, parts = 0, None
+        for start in range(0, wav16.shape[0], window):
+            piece = wav16[start:start + window]
+            if piece.shape[0] < SAMPLE_RATE and start:  # a tail under a second joins no average
+                break
+            vec = run(piece).float() * piece.shape[0]
+            parts = vec if parts is None else parts + vec
+            total += piece.shape[0]
+        return (parts / total).to(self._param.dtype)
 
 
 def cosine_similarity(a: Tensor | Sequence[float], b: Tensor | Sequence[float]) -> Tensor:

@@ -109,7 +109,7 @@ class S2Dataset(torch.utils.data.Dataset):
     """Items ``(ssl [1, 768, T], spec [1025, T], wav [1, L], phone ids [N] (long), sv [1, 20480] or None)``."""
 
     def __init__(self, layout: ExperimentLayout, version: str, audio: AudioParams = AudioParams(),
-                 split: str | None = "train", log: LogFn | None = None):
+                 split: str | None = "train", log: LogFn | None = None, min_items: int = MIN_ITEMS):
         self.layout = layout
         self.version = version
         self.is_pro = version in PRO_VERSIONS
@@ -137,9 +137,9 @@ class S2Dataset(torch.utils.data.Dataset):
 
         names = sorted(have)  # upstream starts from an unordered set; sorting makes the shuffle reproducible
         base = list(names)
-        if len(base) < MIN_ITEMS:
+        if len(base) < min_items:
             names = []
-            for _ in range(max(2, int(MIN_ITEMS / len(base)))):
+            for _ in range(max(2, int(min_items / len(base)))):
                 names += base
         random.Random(SHUFFLE_SEED).shuffle(names)
 

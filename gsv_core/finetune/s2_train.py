@@ -69,7 +69,7 @@ from .common import (CancelFn, DistInfo, Eta, LossLog, ProgressFn, TrainingError
                      training_dtype)
 from .layout import ExperimentLayout, disk_guard
 from .losses import discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1
-from .s2_data import AudioParams, BucketBatchSampler, ListBatchSampler, S2Batch, S2Dataset, collate
+from .s2_data import MIN_ITEMS, AudioParams, BucketBatchSampler, ListBatchSampler, S2Batch, S2Dataset, collate
 
 LogFn = Callable[[str], None]
 STATE_NAME = "state_latest.pt"
@@ -105,6 +105,7 @@ class S2TrainConfig:
     split: str | None = "train"  # names of data/<split>.list; None = every utterance with features
     num_workers: int = 2
     sampler_seed: int = 0  # batches of epoch e are shuffled with seed sampler_seed + e (upstream: 0)
+    min_items: int = MIN_ITEMS  # a smaller set is repeated to about this many items per epoch (upstream: 100)
 
 
 @dataclass
@@ -492,7 +493,7 @@ def train_s2(layout: ExperimentLayout, cfg: S2TrainConfig, progress: ProgressFn 
     trainer = S2Trainer(layout, cfg, log=say)
     info = trainer.dist
 
-    dataset = S2Dataset(layout, cfg.version, trainer.audio, split=cfg.split, log=say)
+    dataset = S2Dataset(layout, cfg.version, trainer.audio, split=cfg.split, log=say, min_items=cfg.min_items)
     sampler = BucketBatchSampler(dataset.lengths, cfg.batch_size, num_replicas=info.world_size, rank=info.rank,
                                  seed=cfg.sampler_seed)
     steps_per_epoch = len(sampler)

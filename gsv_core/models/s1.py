@@ -161,7 +161,8 @@ class KVCache:
     """Keys/values of every layer in one preallocated tensor (layers, batch, heads, capacity, head_dim).
 
     Writing a step is a slice assignment and reading is a view, so decoding does not reallocate per token; the
-    capacity doubles if a caller runs past it. A fixed-capacity instance is what a CUDA-graph variant would capture.
+    capacity doubles if a caller runs past it. (The static-cache variant, :mod:`gsv_core.models.s1_static`, keeps
+    fixed shapes per length bucket instead, which is what CUDA graphs capture.)
     """
 
     def __init__(self, num_layers: int, batch: int, heads: int, head_dim: int, capacity: int,
@@ -273,6 +274,41 @@ class LayerStack(nn.Module):
         return x
 
 
+class EagerDecodeSession:
+    """The decoding state of one :meth:`Text2Semantic._decode` call: a growing :class:`KVCache`, rows dropped from it
+    as they finish. Fast-path variants (``gsv_core.models.s1_static``) supply other sessions with the same three
+    methods; the decoding rules around them (sampling, EOS, limits) stay in ``_decode``.
+
+    ``prefill(xy)`` -> raw logits (B, V) of the last prefill position; ``step(tokens (B, 1), audio_position)`` ->
+    raw logits of the next position; ``keep_rows(index)`` drops finished rows (index into the current rows).
+    """
+
+    def __init__(self, model: "Text2Semantic", batch: int, text_len: int, prompt_len: int, budget: int,
+                 text_keep: Optional[torch.Tensor], device: torch.device, dtype: torch.dtype):
+        cfg = model.config
+        self.model, self.text_len, self.prompt_len, self.text_keep = model, text_len, prompt_len, text_keep
+        # Start with room for a typical sentence; the cache doubles when a row runs longer (rare), which beats
+        # allocating (and copying on every finished row) the full early-stop budget of 2700 steps.
+        capacity = text_len + prompt_len + min(budget, INITIAL_DECODE_CAPACITY)
+        self.cache = KVCache(cfg.num_layers, batch, cfg.num_heads, cfg.head_dim, capacity, device, dtype)
+        self.key_keep = None if text_keep is None else F.pad(text_keep, (0, prompt_len + budget), value=True)
+
+    def prefill(self, xy: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        mask = m.prefill_mask(self.text_len, self.prompt_len, self.text_keep, xy.device)
+        return m.ar_predict_layer(m.h(xy, mask, self.cache)[:, -1])
+
+    def step(self, tokens: torch.Tensor, audio_position: int) -> torch.Tensor:
+        m = self.model
+        mask = None if self.key_keep is None else self.key_keep[:, None, None, : self.cache.length + 1]
+        return m.ar_predict_layer(m.h(m.embed_audio(tokens, audio_position), mask, self.cache)[:, -1])
+
+    def keep_rows(self, index: torch.Tensor) -> None:
+        self.cache.keep_rows(index)
+        if self.key_keep is not None:
+            self.key_keep = self.key_keep.index_select(0, index)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------------------------------
@@ -281,6 +317,8 @@ class LayerStack(nn.Module):
 #: Called with (step, original row indices, raw logits (B, V) float32) before EOS gating and sampling; returns the
 #: logits to use. Benchmarks fix the token count with it; it must not change the tensor's shape.
 LogitsHook = Callable[[int, list, torch.Tensor], torch.Tensor]
+#: Called with (step, original row indices, sampled tokens (B,) long) after every sampling step (streaming).
+TokenHook = Callable[[int, list, torch.Tensor], None]
 #: One generator shared by all rows, or one per row (a row's draws then do not depend on its batch neighbours).
 Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
 
@@ -360,7 +398,7 @@ class Text2Semantic(nn.Module):
     def _check_item(self, phones: torch.Tensor, bert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phones = self._as_ids(phones, self.config.phoneme_vocab_size, "phone id")
         param = self._param()
-        bert = torch.as_tensor(bert).to(device=param.device, dtype=param.dtype)
+        bert = torch.as_tensor(bert, device=param.device).to(dtype=param.dtype)
         if phones.dim() != 1:
             raise S1InputError(f"phones must be a 1-D id sequence, got shape {tuple(phones.shape)}")
         if bert.dim() != 2 or bert.shape[0] != BERT_DIM:
@@ -493,6 +531,11 @@ class Text2Semantic(nn.Module):
 
     # -- decoding ----------------------------------------------------------------------------------------------
 
+    def decode_session(self, batch: int, text_len: int, prompt_len: int, budget: int,
+                       text_keep: Optional[torch.Tensor], device: torch.device, dtype: torch.dtype):
+        """The state one decoding call runs on (variants override this, nothing else of the decoding loop)."""
+        return EagerDecodeSession(self, batch, text_len, prompt_len, budget, text_keep, device, dtype)
+
     def _decode(
         self,
         text: torch.Tensor,
@@ -504,6 +547,7 @@ class Text2Semantic(nn.Module):
         max_steps: int,
         trace: Optional[list],
         logits_hook: Optional[LogitsHook] = None,
+        token_hook: Optional["TokenHook"] = None,
     ) -> list[_RowOutcome]:
         """Prefill ``text`` (B, Tx, D) [+ prompt (B, Tp)] and sample until every row has stopped.
 
@@ -519,14 +563,7 @@ class Text2Semantic(nn.Module):
         budget = max_steps if early_stop_num == -1 else max(1, min(max_steps, early_stop_num + 1))
 
         xy = text if prompt is None else torch.cat([text, self.embed_audio(prompt)], dim=1)
-        seq_len = text_len + prompt_len
-        # Start with room for a typical sentence; the cache doubles when a row runs longer (rare), which beats
-        # allocating (and copying on every finished row) the full early-stop budget of 2700 steps.
-        capacity = seq_len + min(budget, INITIAL_DECODE_CAPACITY)
-        cache = KVCache(cfg.num_layers, batch, cfg.num_heads, cfg.head_dim, capacity, device, xy.dtype)
-        key_keep = None
-        if text_keep is not None:
-            key_keep = F.pad(text_keep, (0, prompt_len + budget), value=True)
+        session = self.decode_session(batch, text_len, prompt_len, budget, text_keep, device, xy.dtype)
         tokens = torch.zeros(batch, prompt_len + budget, dtype=torch.long, device=device)
         if prompt is not None:
             tokens[:, :prompt_len] = prompt
@@ -537,23 +574,26 @@ class Text2Semantic(nn.Module):
             raise S1InputError(f"{len(row_generators)} generators for {batch} sequences")
         outcomes: list[Optional[_RowOutcome]] = [None] * batch
 
-        hidden = self.h(xy, self.prefill_mask(text_len, prompt_len, text_keep, device), cache)
         for step in range(max_steps):
             if step:
-                mask = None if key_keep is None else key_keep[:, None, None, : cache.length + 1]
-                hidden = self.h(self.embed_audio(tokens[:, filled - 1 : filled], prompt_len + step - 1), mask, cache)
-            raw = self.ar_predict_layer(hidden[:, -1])
+                raw = session.step(tokens[:, filled - 1 : filled], prompt_len + step - 1)
+            else:
+                raw = session.prefill(xy)
             if trace is not None:
                 trace.append((list(rows), raw.detach().clone()))
             if logits_hook is not None:
                 raw = logits_hook(step, list(rows), raw.float())
             eos_allowed = step >= EOS_BLOCKED_STEPS
+            # sampling in float32 whatever the model's dtype (upstream samples from its logits' dtype; fp16/bf16
+            # logits would round the penalty, top-p cumsum and softmax): the touchy step of decoding
             logits = (raw if eos_allowed else raw[:, :-1]).float()
             penalised = apply_repetition_penalty(logits, tokens[:, :filled], params.repetition_penalty)
             probs = filtered_probs(penalised, params.temperature, params.top_k, params.top_p)
             chosen = sample_from_probs(probs, row_generators if row_generators is not None else generator)
             tokens[:, filled] = chosen
             filled += 1
+            if token_hook is not None:  # streaming: every row's newest token (EOS included) as soon as it exists
+                token_hook(step, list(rows), chosen)
 
             if eos_allowed:
                 # upstream tests argmax on the logits its sampler penalised in place, hence `penalised` here
@@ -568,9 +608,7 @@ class Text2Semantic(nn.Module):
                         break
                     keep_index = torch.tensor(keep, device=device)
                     tokens = tokens.index_select(0, keep_index)
-                    cache.keep_rows(keep_index)
-                    if key_keep is not None:
-                        key_keep = key_keep.index_select(0, keep_index)
+                    session.keep_rows(keep_index)
                     rows = [rows[j] for j in keep]
                     if row_generators is not None:
                         row_generators = [row_generators[j] for j in keep]
@@ -652,7 +690,7 @@ class Text2Semantic(nn.Module):
         return y_list, [o.stop_step for o in outcomes]
 
     def _batch_outcomes(self, phones_list, bert_list, prompt_rows, params, early_stop_num, max_len, generator,
-                        max_steps, trace, logits_hook) -> list[_RowOutcome]:
+                        max_steps, trace, logits_hook, token_hook=None) -> list[_RowOutcome]:
         """Left-pad every item's embedded text to a common width and decode all rows together."""
         items = [self._check_item(p, b) for p, b in zip(phones_list, bert_list)]
         width = max([max_len or 0] + [p.shape[0] for p, _ in items])
@@ -663,7 +701,7 @@ class Text2Semantic(nn.Module):
             lengths = torch.tensor([t.shape[0] for t in texts], device=text.device)
             text_keep = torch.arange(width, device=text.device)[None, :] >= (width - lengths)[:, None]
         return self._decode(text, text_keep, prompt_rows, params, early_stop_num, generator, max_steps, trace,
-                            logits_hook)
+                            logits_hook, token_hook)
 
     @torch.no_grad()
     def generate(
@@ -677,6 +715,7 @@ class Text2Semantic(nn.Module):
         parallel: bool = True,
         max_steps: int = MAX_DECODE_STEPS,
         logits_hook: Optional[LogitsHook] = None,
+        token_hook: Optional["TokenHook"] = None,
     ) -> list[torch.Tensor]:
         """Semantic tokens for each item, exactly the ones upstream's TTS.py hands to SoVITS.
 
@@ -686,7 +725,9 @@ class Text2Semantic(nn.Module):
         one by one as with parallel inference off. ``generator`` makes sampling reproducible: one generator is
         shared by the items of the call; a list gives each item its own stream, so an item's tokens do not depend
         on what it is batched with. ``logits_hook(step, rows, logits)`` may rewrite raw logits (rows are indices
-        into ``phones_list``).
+        into ``phones_list``). ``token_hook(step, rows, tokens)`` sees every sampled token as soon as it is drawn
+        (``tokens`` (len(rows),) long on the model's device, EOS included; a row's last call is the step it stopped
+        at): the hook token-level streaming builds on.
         """
         if early_stop_num is None:
             early_stop_num = self.config.early_stop_num
@@ -698,7 +739,7 @@ class Text2Semantic(nn.Module):
         if parallel and prompt is not None:
             prompt_rows = self._prompt_rows(prompt, len(phones_list))
             outcomes = self._batch_outcomes(phones_list, bert_list, prompt_rows, params, early_stop_num, None,
-                                            generator, max_steps, None, logits_hook)
+                                            generator, max_steps, None, logits_hook, token_hook)
         else:
             per_row = prompt is not None and prompt.dim() == 2 and prompt.shape[0] > 1
             gens = _per_item(generator, len(phones_list))
@@ -707,7 +748,8 @@ class Text2Semantic(nn.Module):
                 item_prompt = None if prompt is None else (prompt[i] if per_row else prompt)
                 rows = self._prompt_rows(item_prompt, 1)
                 outcomes += self._batch_outcomes([phones], [bert], rows, params, early_stop_num, None, gens[i],
-                                                 max_steps, None, _shift_hook(logits_hook, i))
+                                                 max_steps, None, _shift_hook(logits_hook, i),
+                                                 _shift_hook(token_hook, i))
         tokens = [o.generated[:-1] if o.hit_eos else o.generated for o in outcomes]
         return [t if t.numel() else t.new_zeros(1) for t in tokens]  # upstream's "bad zero prediction" fallback
 
@@ -739,8 +781,8 @@ def _per_item(generator: Generators, count: int) -> list:
     return list(generator)
 
 
-def _shift_hook(hook: Optional[LogitsHook], item: int) -> Optional[LogitsHook]:
-    """A hook for item ``item`` decoded alone: report its original index instead of row 0."""
+def _shift_hook(hook, item: int):
+    """A logits or token hook for item ``item`` decoded alone: report its original index instead of row 0."""
     if hook is None:
         return None
-    return lambda step, rows, logits: hook(step, [item for _ in rows], logits)
+    return lambda step, rows, values: hook(step, [item for _ in rows], values)

@@ -29,9 +29,12 @@ class WaveNet(nn.Module):
             last = i == n_layers - 1
             self.res_skip_layers.append(WNConv1d(hidden, hidden if last else 2 * hidden, 1))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, g: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``cond``: ``cond_layer(g)`` computed beforehand (:meth:`condition`), used instead of ``g``."""
         h = self.hidden
-        cond = self.cond_layer(g) if g is not None else None
+        if cond is None and g is not None:
+            cond = self.cond_layer(g)
         skip = None
         for i, (in_layer, res_skip) in enumerate(zip(self.in_layers, self.res_skip_layers)):
             a = in_layer(x)
@@ -44,6 +47,11 @@ class WaveNet(nn.Module):
                 rs = rs[:, h:]
             skip = rs if skip is None else skip + rs
         return skip * mask
+
+    def condition(self, g: torch.Tensor) -> torch.Tensor:
+        """The projection of the global vector every layer slices, [B, 2 * hidden * n_layers, 1]: it depends on the
+        reference only, so a decoder can compute it once per reference."""
+        return self.cond_layer(g)
 
 
 class MeanOnlyCoupling(nn.Module):
@@ -60,15 +68,15 @@ class MeanOnlyCoupling(nn.Module):
         nn.init.zeros_(self.post.weight)
         nn.init.zeros_(self.post.bias)
 
-    def forward(self, x, mask, g=None, reverse: bool = False):
+    def forward(self, x, mask, g=None, reverse: bool = False, cond=None):
         x0, x1 = torch.split(x, [self.half, self.half], dim=1)
-        shift = self.post(self.enc(self.pre(x0) * mask, mask, g)) * mask
+        shift = self.post(self.enc(self.pre(x0) * mask, mask, g, cond)) * mask
         x1 = (x1 - shift) * mask if reverse else shift + x1 * mask
         return torch.cat([x0, x1], dim=1)
 
 
 class ChannelFlip(nn.Module):
-    def forward(self, x, mask, g=None, reverse: bool = False):
+    def forward(self, x, mask, g=None, reverse: bool = False, cond=None):
         return torch.flip(x, [1])
 
 
@@ -82,10 +90,19 @@ class CouplingFlow(nn.Module):
             self.flows.append(MeanOnlyCoupling(channels, hidden, kernel_size, dilation_rate, n_layers, gin_channels))
             self.flows.append(ChannelFlip())
 
-    def forward(self, x, mask, g=None, reverse: bool = False):
-        for flow in (reversed(self.flows) if reverse else self.flows):
-            x = flow(x, mask, g=g, reverse=reverse)
+    def forward(self, x, mask, g=None, reverse: bool = False, conds=None):
+        """``conds``: :meth:`conditions` of ``g`` computed beforehand (then ``g`` is not needed)."""
+        order = range(len(self.flows) - 1, -1, -1) if reverse else range(len(self.flows))
+        for i in order:
+            x = self.flows[i](x, mask, g=g, reverse=reverse, cond=None if conds is None else conds[i])
         return x
+
+    def conditions(self, g: torch.Tensor | None) -> tuple:
+        """Per flow step, the WaveNet conditioning of ``g`` (None for the flips, or everywhere without ``g``)."""
+        if g is None:
+            return tuple(None for _ in self.flows)
+        return tuple(f.enc.condition(g) if isinstance(f, MeanOnlyCoupling) and hasattr(f.enc, "cond_layer") else None
+                     for f in self.flows)
 
 
 class PosteriorEncoder(nn.Module):

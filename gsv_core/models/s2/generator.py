@@ -48,9 +48,12 @@ class Generator(nn.Module):
         if gin_channels:
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
-    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``cond``: :meth:`condition` of ``g`` computed beforehand (used instead of ``g``)."""
         x = self.conv_pre(z)
-        if g is not None:
+        if cond is not None:
+            x = x + cond
+        elif g is not None:
             x = x + self.cond(g)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
@@ -61,3 +64,7 @@ class Generator(nn.Module):
             x = acc / self.n_kernels
         # the last activation uses torch's default slope 0.01, not 0.1: the official weights were trained so
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+    def condition(self, g: torch.Tensor | None) -> torch.Tensor | None:
+        """``cond(g)`` [B, upsample_initial_channel, 1], the reference's offset added after ``conv_pre``."""
+        return None if g is None or not hasattr(self, "cond") else self.cond(g)

@@ -11,6 +11,7 @@ checkpoint key tree, ``enc_q`` (posterior encoder, training only) included.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -31,6 +32,20 @@ SV_DIM = 20480  # ERes2NetV2 embedding width fed to sv_emb
 MRTE_GE_DIM = 512  # MRTE adds ge to its 512-wide hidden state
 N_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}
 REF_BINS_V2 = 704  # v2+ reference encoders read only the first 704 of 1025 spectrogram bins (0 to ~11 kHz)
+
+@dataclass(frozen=True)
+class ReferenceCondition:
+    """What :meth:`SynthesizerTrn.decode` derives from the reference(s) alone (:meth:`~SynthesizerTrn.
+    reference_condition`): per reference set and model, not per sentence. Tensors on the model's device and dtype;
+    None everywhere for a model decoded without a reference."""
+
+    ge: torch.Tensor | None  # [1, gin, 1] averaged timbre (after the SV projection + PReLU for Pro models)
+    ge_mrte: torch.Tensor | None  # [1, 512, 1] what MRTE adds
+    flow: tuple  # per flow step: its WaveNet's cond_layer(ge) (None for the channel flips)
+    dec: torch.Tensor | None  # [1, upsample_initial_channel, 1] the decoder's cond(ge)
+    references: int
+    version: str
+
 
 class SynthesizerTrn(nn.Module):
     def __init__(self, *, version: str, spec_channels: int, segment_size: int, inter_channels: int,
@@ -105,16 +120,13 @@ class SynthesizerTrn(nn.Module):
     # inference
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, text: torch.Tensor, refer, noise_scale: float = 0.5, speed: float = 1.0,
-               sv_emb: Sequence[torch.Tensor] | torch.Tensor | None = None, generator: torch.Generator | None = None,
-               capture: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Semantic codes [n_q=1, B, T] + phone ids [B, N] -> audio [B, 1, frames * 640].
+    def reference_condition(self, refer, sv_emb: Sequence[torch.Tensor] | torch.Tensor | None = None,
+                            capture: dict[str, torch.Tensor] | None = None) -> "ReferenceCondition":
+        """Everything decoding derives from the reference(s) alone, computed once: the averaged timbre ``ge``, its
+        512-wide MRTE projection, the flow's and the decoder's conditioning projections of ``ge``.
 
-        ``refer``: one spectrogram [1, 1025, T_ref] or a list of them (their ge are averaged). ``sv_emb``: for Pro
-        models, one [1, 20480] embedding per reference (list, in the same order). frames = 2T at speed 1, else
-        int(2T / speed) + 1. The prior noise is drawn even when ``noise_scale`` is 0, so the random stream
-        advances exactly as upstream's. ``capture``: optional dict that receives the intermediates.
-        """
+        ``refer`` and ``sv_emb`` as in :meth:`decode`. Pass the result as ``decode(..., condition=...)`` for every
+        sentence spoken with these references: the same operations on the same tensors, so the same audio."""
         device, dtype = self.ssl_proj.weight.device, self.ssl_proj.weight.dtype
         refs = [] if refer is None else (list(refer) if isinstance(refer, (list, tuple)) else [refer])
         if self.is_pro:
@@ -136,6 +148,41 @@ class SynthesizerTrn(nn.Module):
         ge_mrte = self.mrte_timbre(ge)
         if self.is_pro:
             _put(capture, "ge512", ge_mrte.transpose(1, 2))
+        return ReferenceCondition(ge, ge_mrte, self.flow.conditions(ge), self.dec.condition(ge), len(refs),
+                                  self.version)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, text: torch.Tensor, refer=None, noise_scale: float = 0.5, speed: float = 1.0,
+               sv_emb: Sequence[torch.Tensor] | torch.Tensor | None = None, generator: torch.Generator | None = None,
+               capture: dict[str, torch.Tensor] | None = None,
+               condition: "ReferenceCondition | None" = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Semantic codes [n_q=1, B, T] + phone ids [B, N] -> audio [B, 1, frames * 640].
+
+        ``refer``: one spectrogram [1, 1025, T_ref] or a list of them (their ge are averaged). ``sv_emb``: for Pro
+        models, one [1, 20480] embedding per reference (list, in the same order). ``condition``: the references'
+        :meth:`reference_condition`, computed once and reused (then ``refer``/``sv_emb`` are not needed).
+        frames = 2T at speed 1, else int(2T / speed) + 1. The prior noise is drawn even when ``noise_scale`` is 0,
+        so the random stream advances exactly as upstream's. ``noise``: the prior noise [B, inter_channels, frames]
+        drawn by the caller instead (token-level streaming draws it frame by frame, see
+        :mod:`gsv_core.engine.streaming`). ``capture``: optional dict that receives the intermediates.
+        """
+        if condition is None:
+            condition = self.reference_condition(refer, sv_emb, capture)
+        z, mask = self.latent(codes, text, condition=condition, noise_scale=noise_scale, speed=speed,
+                              generator=generator, noise=noise, capture=capture)
+        return self.vocode(z, mask, condition)
+
+    @torch.no_grad()
+    def latent(self, codes: torch.Tensor, text: torch.Tensor, *, condition: "ReferenceCondition",
+               noise_scale: float = 0.5, speed: float = 1.0, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None,
+               capture: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first half of :meth:`decode`: codes + phones -> the flow's output ``z`` [B, inter, frames] and its
+        mask [B, 1, frames], ready for :meth:`vocode` (whole or a window of frames)."""
+        if condition.version != self.version:
+            raise GSVError(f"a reference condition of a SoVITS {condition.version} model cannot drive a "
+                           f"{self.version} model")
+        ge, ge_mrte = condition.ge, condition.ge_mrte
 
         _, batch, t_codes = codes.shape
         content = self.quantizer.decode(codes, repeat=2)  # 25 Hz -> 50 Hz by nearest repetition
@@ -150,12 +197,20 @@ class SynthesizerTrn(nn.Module):
 
         # drawn on the generator's device (a CPU generator with a CUDA model would fail), then moved: on one device
         # this is the plain draw, and a CPU generator gives the same noise whichever device the model runs on
-        noise_device = m_p.device if generator is None else generator.device
-        noise = torch.randn(m_p.shape, generator=generator, device=noise_device, dtype=m_p.dtype).to(m_p.device)
-        z_p = m_p + noise * torch.exp(logs_p) * noise_scale
-        z = self.flow(z_p, mask, g=ge, reverse=True)
+        if noise is None:
+            noise_device = m_p.device if generator is None else generator.device
+            noise = torch.randn(m_p.shape, generator=generator, device=noise_device, dtype=m_p.dtype).to(m_p.device)
+        elif tuple(noise.shape) != tuple(m_p.shape):
+            raise GSVError(f"prior noise of shape {tuple(noise.shape)} given for a latent of shape {tuple(m_p.shape)}")
+        z_p = m_p + noise.to(device=m_p.device, dtype=m_p.dtype) * torch.exp(logs_p) * noise_scale
+        z = self.flow(z_p, mask, g=ge, reverse=True, conds=condition.flow)
         _put(capture, "flow_out_z", z)
-        return self.dec(z * mask, g=ge)
+        return z, mask
+
+    @torch.no_grad()
+    def vocode(self, z: torch.Tensor, mask: torch.Tensor, condition: "ReferenceCondition") -> torch.Tensor:
+        """The second half of :meth:`decode`: latent frames (all or a window) -> audio [B, 1, frames * hop]."""
+        return self.dec(z * mask, g=condition.ge, cond=condition.dec)
 
     # ---------------------------------------------------------------------------------------------------------
     # training
