@@ -51,6 +51,8 @@ class Settings:
         Path("weights/gpt"),
         Path("GPT_weights_v2ProPlus"),
         Path("GPT_weights_v2Pro"),
+        Path("GPT_weights_v4"),
+        Path("GPT_weights_v3"),
         Path("GPT_weights_v2"),
         Path("GPT_weights"),
     )
@@ -58,6 +60,8 @@ class Settings:
         Path("weights/sovits"),
         Path("SoVITS_weights_v2ProPlus"),
         Path("SoVITS_weights_v2Pro"),
+        Path("SoVITS_weights_v4"),
+        Path("SoVITS_weights_v3"),
         Path("SoVITS_weights_v2"),
         Path("SoVITS_weights"),
     )
@@ -69,22 +73,44 @@ class Settings:
     experiments_dir: Path = Path("experiments")
     tts_log_csv: Path = Path("logs/tts_log.csv")
     refaudio_db: Path = Path("refaudio/library.sqlite3")
+    #: one folder per voice dataset built by the Dataset tab / ``python -m gsv_core.dataset`` (recordings ->
+    #: separated, denoised, sliced, normalised clips -> .list + cleaning report); readable by the app like its
+    #: other folders
+    datasets_dir: Path = Path("datasets")
+    #: folders whose files a path typed in the UI or sent to the HTTP API may name (datasets, .list/CSV files,
+    #: recordings), besides the app's own folders (outputs, experiments, reports, library, weights, pretrained
+    #: models) and fresh uploads; anything else is refused (docs/security.md)
+    data_dirs: tuple[Path, ...] = (Path("data"),)
     # --- compute -----------------------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    #: auto = fp16 on CUDA; on the CPU bf16 where it is native (AVX-512 BF16 / AMX), else fp32 (gsv_core.device) |
+    #: fp32 | fp16 (CUDA; the CPU runs fp32) | bf16 (CUDA Ampere+, or a CPU with native bf16: elsewhere emulated, slow)
+    precision: str = "auto"
     cpu_threads: int = 0  # 0 = leave torch's default
-    #: CPU only: run the GPT in bf16 with weight-only int8 projections (about 2-4x faster decoding than fp32;
-    #: tokens may differ slightly from upstream's fp32 numerics, so it is off by default)
+    #: CPU only: the GPT's projections as int8 (bf16-activation kernel on CPUs with native bf16, fbgemm's integer
+    #: kernel elsewhere, AVX2 included; about 2-4x faster decoding than fp32; tokens may differ slightly from
+    #: upstream's fp32 numerics, so it is off by default)
     gpt_int8: bool = False
     model_memory_budget_gb: float = 8.0  # models beyond this are evicted least-recently-used first
     # --- text --------------------------------------------------------------------------------------------------
     use_g2pw: bool = True  # used when its model folder exists; otherwise the pypinyin path with a notice
     user_dict_path: Path | None = None  # word -> pinyin overrides
+    # --- limits (docs/security.md) -------------------------------------------------------------------------------
+    max_upload_mb: int = 1024  # one uploaded file
+    max_unpacked_mb: int = 2048  # what one zip or .xz checkpoint may unpack to (official files stay below 1 GiB)
+    max_text_chars: int = 20000  # one text to synthesise (about 1.5 hours of speech)
+    max_fragments: int = 1000  # pieces one text may be cut into
+    max_audio_minutes: float = 240.0  # one input recording (checked from its header before decoding)
+    max_sweep_items: int = 20000  # syntheses one RefAudio sweep may expand to
     # --- server ------------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 9874
     port_fallback: bool = True  # a busy port moves to the next free one instead of failing
     share: bool = False
+    #: "user:password" (several separated by ","): a login for the app; required with --share or a non-loopback
+    #: host unless ALLOW_OPEN_ACCESS is set
+    auth: str | None = None
+    allow_open_access: bool = False
 
     def __post_init__(self):
         for name, rel in PRETRAINED_LAYOUT.items():
@@ -96,6 +122,11 @@ class Settings:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if not (0 < self.port < 65536):
             raise ValueError(f"port must be in 1..65535, not {self.port}")
+        for name in ("max_upload_mb", "max_unpacked_mb", "max_text_chars", "max_fragments", "max_sweep_items"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.auth is not None and self.auth.strip() and any(":" not in a for a in self.auth.split(",")):
+            raise ValueError("auth must be 'user:password' (several separated by ',')")
 
     def resolved(self, root: Path) -> "Settings":
         """The same settings with every relative path made absolute under ``root``."""

@@ -175,7 +175,8 @@ def _decode(src_for: Any, name: str, soundfile_first: bool) -> tuple[np.ndarray,
 # ----------------------------------------------------------------------------------------------------------------
 # public API
 
-def load_audio(source: AudioSource, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+def load_audio(source: AudioSource, sr: int | None = None, mono: bool = True,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Load audio as float32 samples and their sample rate.
 
     ``source`` is a file path (WAV/FLAC/OGG through soundfile; mp3, m4a, aac, opus and any other format PyAV's
@@ -185,6 +186,8 @@ def load_audio(source: AudioSource, sr: int | None = None, mono: bool = True) ->
     Integer PCM is scaled to [-1, 1]; float data is kept as it is (a float file may peak above 1, as in upstream,
     where :func:`peak_limit` handles it). Several channels are averaged when ``mono`` (the default; the result is
     ``[T]``), otherwise the result is ``[T, C]``. With ``sr`` the audio is resampled with soxr "HQ".
+    ``max_seconds``: a file longer than this is refused from its header, before anything is decoded (a huge upload
+    must not be read into memory to find out it is too long).
     """
     if source is None:
         raise AudioError("no audio given (upload or record a file first)")
@@ -206,6 +209,8 @@ def load_audio(source: AudioSource, sr: int | None = None, mono: bool = True) ->
             raise AudioError(f"{name}: is not a file (a folder or device), cannot read audio from it")
         if path.stat().st_size == 0:
             raise AudioError(f"{name}: the file is empty (0 bytes)")
+        if max_seconds is not None:
+            check_duration(path, max_seconds)
         first = path.suffix.lower() in SOUNDFILE_EXTENSIONS
         data, rate = _decode(lambda: str(path), name, soundfile_first=first)
         return _finish(data, _check_rate(rate, "file", name), sr, mono, name)
@@ -228,6 +233,18 @@ def _load_tuple(source: tuple, sr: int | None, mono: bool) -> tuple[np.ndarray, 
     if data.dtype == object or data.dtype.kind not in "iuf":
         raise AudioError(f"{name}: samples must be numbers, not {data.dtype}")
     return _finish(data, rate, sr, mono, name)
+
+
+def check_duration(path: str | os.PathLike, max_seconds: float) -> float:
+    """The file's duration from its header; an AudioError naming the limit when it is longer than ``max_seconds``
+    (a file whose header states nothing is decoded once to find out)."""
+    seconds = audio_duration(path)
+    if seconds > max_seconds:
+        minutes = max_seconds / 60
+        limit = f"{minutes:g} min" if max_seconds >= 120 else f"{max_seconds:g} s"
+        raise AudioError(f"{Path(path).name}: {seconds / 60:.1f} min of audio is longer than the {limit} allowed "
+                         "here (MAX_AUDIO_MINUTES in my_config.py for inputs; references are 3-10 s)")
+    return seconds
 
 
 def audio_duration(path: str | os.PathLike) -> float:

@@ -185,6 +185,35 @@ def _describe(path: Path, expected: str) -> str:
     return f"{path} (expected {expected})"
 
 
+#: the most an .xz checkpoint may decompress to (the largest official file, s2Gv4.pth, is under 1 GiB); set from
+#: the settings' MAX_UNPACKED_MB by gsv_core.api.Engine.open. A small .xz that would inflate beyond it (an "xz
+#: bomb") is refused after at most this much memory, not after it has filled the RAM.
+MAX_XZ_BYTES = 2 * 2**30
+
+
+def _xz_decompress(data: bytes, path: Path, expected: str) -> bytes:
+    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    out = bytearray()
+    chunk_in = data
+    try:
+        while True:
+            piece = decomp.decompress(chunk_in, max_length=1 << 24)
+            out += piece
+            chunk_in = b""
+            if len(out) > MAX_XZ_BYTES:
+                raise CheckpointError(f"{_describe(path, expected)} decompresses to more than "
+                                      f"{MAX_XZ_BYTES / 2**20:.0f} MiB (MAX_UNPACKED_MB); refused")
+            if decomp.eof:
+                break
+            if decomp.needs_input:
+                raise CheckpointError(f"{_describe(path, expected)} is a truncated xz archive")
+    except lzma.LZMAError as exc:
+        raise CheckpointError(f"{_describe(path, expected)} is a damaged xz archive: {exc}") from exc
+    if not out:
+        raise CheckpointError(f"{_describe(path, expected)} decompresses to nothing")
+    return bytes(out)
+
+
 def read_file_bytes(path: str | os.PathLike, expected: str) -> tuple[bytes, bytes]:
     """Read a checkpoint file, undoing an xz wrapper. Returns ``(original header, bytes torch can load)``."""
     p = Path(path)
@@ -199,12 +228,7 @@ def read_file_bytes(path: str | os.PathLike, expected: str) -> tuple[bytes, byte
     if not data:
         raise CheckpointError(f"{_describe(p, expected)} is empty (0 bytes)")
     if data.startswith(XZ_MAGIC):
-        try:
-            data = lzma.decompress(data)
-        except lzma.LZMAError as exc:
-            raise CheckpointError(f"{_describe(p, expected)} is a damaged xz archive: {exc}") from exc
-        if not data:
-            raise CheckpointError(f"{_describe(p, expected)} decompresses to nothing")
+        data = _xz_decompress(data, p, expected)
     header = data[:2]
     if header != ZIP_MAGIC and header in HEADER_VERSIONS:
         data = ZIP_MAGIC + data[2:]  # version-stamped SoVITS file: restore the zip magic before reading

@@ -160,7 +160,8 @@ def find_lora_base(ck: SoVITSCheckpoint, search_dirs: Sequence[str | Path] = ())
     raise CheckpointError(
         f"{ck.path.name} is a SoVITS {ck.model_version} LoRA file; it needs its base model {Path(name).name} "
         f"(upstream: GPT_SoVITS/pretrained_models/{name}), which was not found. Looked in: {shown}. Download the "
-        f"{ck.model_version} pretrained models or put {Path(name).name} next to the LoRA file."
+        f"{ck.model_version} pretrained models (`python -m gsv_core.download --version {ck.model_version}`) or put "
+        f"{Path(name).name} next to the LoRA file."
     )
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import gradio as gr
 
 from gsv_core import asr as asr_svc
+from gsv_core import paths as path_policy
 from gsv_core.errors import GSVError
 
-from .common import on_page_load
+from .common import on_page_load, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,14 @@ def build_asr_tab(settings, asr_service: asr_svc.ASRService) -> None:
     cancels: dict[str, threading.Event] = {}
 
     def model_choices() -> list[str]:
-        return asr_service.list_models()
+        return asr_service.model_names()  # names under WHISPER_DIR (no server paths in the page)
 
     initial = model_choices()
     gr.Markdown(_HELP)
     with gr.Row():
         model = gr.Dropdown(choices=initial, value=initial[0] if initial else None, allow_custom_value=True,
                             label="Model folder (CTranslate2 Whisper)", scale=4,
-                            info=f"folders found under {settings.whisper_dir}; or type any model folder path")
+                            info=f"folders found under {shown_path(settings.whisper_dir)}; or type a model folder path")
         refresh = gr.Button("Refresh models", scale=1)
     with gr.Row():
         language = gr.Dropdown(choices=list(asr_svc.LANGUAGES), value="zh", label="Language",
@@ -115,7 +116,13 @@ def build_asr_tab(settings, asr_service: asr_svc.ASRService) -> None:
         try:
             # uploads are temporary files: keep copies so the .list points at audio that stays
             inputs = [str(p) for p in asr_svc.keep_uploads(files or [], out_root / "audio", spk or "")]
-            inputs += [p.strip() for p in (path_text or "").splitlines() if p.strip()]
+            inputs += [str(path_policy.check_readable(settings, p.strip(), "audio file or folder", kind="any"))
+                       for p in (path_text or "").splitlines() if p.strip()]
+            if not inputs:
+                raise asr_svc.ASRError("no audio given: upload files, or type a file or folder path")
+            if model_dir:
+                model_dir = str(path_policy.check_readable(settings, asr_service.resolve_model(model_dir),
+                                                           "ASR model folder", kind="dir"))
             opts = asr_svc.ASROptions(model_dir=model_dir or "", language=lang or "zh", vad_filter=bool(vad_on),
                                       beam_size=int(beam_size or 5), device=dev or "auto",
                                       compute_type=ctype or "auto", t2s=bool(t2s_on), punctuation=punct_mode or "keep",
@@ -149,6 +156,7 @@ def build_asr_tab(settings, asr_service: asr_svc.ASRService) -> None:
         try:
             if not source:
                 raise asr_svc.ASRError("choose a .list file (path or upload)")
+            source = str(path_policy.check_readable(settings, source, ".list file"))
             rows = asr_svc.read_list(source)
         except Exception as exc:  # noqa: BLE001
             return gr.update(), gr.update(), _fail(exc)

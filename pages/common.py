@@ -6,7 +6,10 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
+import os
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
@@ -70,3 +73,35 @@ def on_page_load(fn: Callable, inputs: Sequence[Any] | None, outputs: Sequence[A
     """Run ``fn(*inputs)`` on every page load and show its return values in ``outputs``."""
     if _LOAD_HOOKS:
         _LOAD_HOOKS[-1].append((fn, list(inputs or []), list(outputs)))
+
+
+def shown_path(path: Any) -> str:
+    """A folder as the page shows it in labels and hints (which Gradio's /config publishes): relative to the project
+    or the working folder when inside them, else ``…/parent/name`` — never the host's absolute path."""
+    from config import PROJECT_ROOT
+
+    p = Path(str(path)).expanduser()
+    if not p.is_absolute():
+        return p.as_posix()
+    for base in (PROJECT_ROOT, Path.cwd()):
+        try:
+            return p.resolve().relative_to(base.resolve()).as_posix() or "."
+        except (ValueError, OSError):
+            continue
+    return "…/" + "/".join(p.parts[-2:]) if len(p.parts) > 2 else "…/" + p.name
+
+
+def guard_number_inputs(app: gr.Blocks) -> None:
+    """Every Number and Slider of ``app`` refuses NaN and infinities with a message naming the field (JSON's
+    ``NaN``/``Infinity`` reach the API as floats, and Gradio's own rounding would fail with an unnamed error)."""
+    for block in app.blocks.values():
+        if not isinstance(block, (gr.Number, gr.Slider)):
+            continue
+        original = block.preprocess
+
+        def preprocess(payload, _original=original, _label=block.label or block.elem_id or "a number field"):
+            if isinstance(payload, float) and not math.isfinite(payload):
+                raise gr.Error(f"{_label}: expected a finite number, got {payload}", print_exception=False)
+            return _original(payload)
+
+        block.preprocess = preprocess

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import gradio as gr
 
-from gsv_core import languages
-from gsv_core.versions import finetune_versions
+from gsv_core import languages, paths
+from gsv_core.versions import finetune_versions, is_cfm
 
 from .common import on_page_load, user_errors
 
@@ -27,9 +27,12 @@ SELECTION_COLUMNS = ["rank", "best", "system", "cer", "similarity", "rank_cer", 
 HELP = """
 **One click** runs every stage: *data* (read the `.list` `path|speaker|lang|text` or a CSV with audio and text
 columns; clean with a report: too short/long, clipping, silence, long leading/trailing silence, energy/F0 outliers,
-low SNR, implausible speaking rate, empty text; clean 2–5 s clips also go to the reference pool used by the RefAudio
-tab; a seeded train/val/test split) → *features* (phones + BERT, HuBERT + 32 kHz audio, speaker vectors for
-v2Pro/v2ProPlus, semantic tokens; cached) → *SoVITS* and *GPT* training (checkpoints exported every N epochs in the
+low SNR, implausible speaking rate, empty text; clean clips of 3–5 s (the range can start at 2 s; the engine and
+RefAudio take references of 3–10 s) also go to the reference pool, which the button under the report imports into a
+RefAudio role; a seeded train/val/test split) → *features* (phones + BERT, HuBERT + 32 kHz audio, speaker vectors for
+v2Pro/v2ProPlus, semantic tokens; cached) → *SoVITS* (v3/v4: LoRA adapters on the official base model, rank 16–128,
+2 epochs by default, exported as upstream's LoRA files into `SoVITS_weights_v3`/`_v4`; they need the base model and
+vocoder at synthesis) and *GPT* training, optionally with upstream's DPO loss (checkpoints exported every N epochs in the
 official formats into the weight folders, so they appear in the TTS tab at once) → *selection*: every saved epoch
 synthesises the held-out test sentences, is transcribed and scored, and the pairs are ranked by CER and speaker
 similarity. Every stage resumes: after a cancel, a crash or a restart, press the same button again.
@@ -67,8 +70,7 @@ def loss_figure(layout) -> Any:
     import matplotlib.pyplot as plt
 
     curves = []
-    for title, folder in (("SoVITS (s2)", layout.s2_dir), ("GPT (s1)", layout.s1_dir)):
-        path = folder / "losses.csv"
+    for title, path in (("SoVITS (s2)", s2_loss_path(layout)), ("GPT (s1)", layout.s1_dir / "losses.csv")):
         if not path.is_file():
             continue
         with open(path, newline="", encoding="utf-8") as fh:
@@ -110,6 +112,13 @@ def loss_figure(layout) -> Any:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def s2_loss_path(layout) -> Path:
+    """The SoVITS loss log: s2/losses.csv, or a v3/v4 LoRA run's s2/lora_<version>_r<rank>/losses.csv (the newest)."""
+    paths = [layout.s2_dir / "losses.csv", *sorted(layout.s2_dir.glob("lora_*/losses.csv"))]
+    present = [p for p in paths if p.is_file()]
+    return max(present, key=lambda p: p.stat().st_mtime_ns) if present else paths[0]
 
 
 def rules_table(layout) -> list[list[Any]]:
@@ -159,7 +168,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
             c["min_s"] = gr.Number(value=1.2, minimum=0.1, label="drop shorter than (s)", elem_id="ft-min-s")
             c["max_s"] = gr.Number(value=15.0, minimum=1.0, label="drop longer than (s)", elem_id="ft-max-s")
             c["min_snr"] = gr.Number(value=12.0, label="drop SNR below (dB)")
-            c["ref_min"] = gr.Number(value=3.0, minimum=0.5, label="reference pool from (s)")
+            c["ref_min"] = gr.Number(value=3.0, minimum=2.0, label="reference pool from (s, ≥ 2)")
             c["ref_max"] = gr.Number(value=5.0, minimum=1.0, label="reference pool to (s)")
         with gr.Row():
             c["asr_check"] = gr.Checkbox(value=False, label="check transcripts with ASR (the ASR model below; drops "
@@ -190,6 +199,8 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                 c["s2_save"] = gr.Number(value=4, precision=0, minimum=1, label="export every N epochs",
                                          elem_id="ft-s2-save")
                 c["s2_text_lr"] = gr.Slider(0.2, 0.6, value=0.4, step=0.05, label="text-module lr weight")
+                c["s2_lora_rank"] = gr.Dropdown([16, 32, 64, 128], value=32, label="LoRA rank (v3/v4)",
+                                                visible=False, elem_id="ft-s2-lora-rank")
         with gr.Column():
             gr.Markdown("**GPT (s1)**")
             with gr.Row():
@@ -201,6 +212,8 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                 c["lora"] = gr.Checkbox(value=False, label="LoRA (adapters only, merged on export)",
                                         elem_id="ft-lora")
                 c["lora_rank"] = gr.Dropdown([8, 16, 32, 64, 128], value=32, label="LoRA rank")
+                c["dpo"] = gr.Checkbox(value=False, label="DPO (upstream's if_dpo: also learn against repeated/"
+                                       "skipped spans; halves the batch)", elem_id="ft-dpo")
     with gr.Row():
         c["device"] = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="device")
         c["precision"] = gr.Dropdown(["auto", "fp32", "fp16", "bf16"], value="auto",
@@ -228,6 +241,13 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         c["rules"] = gr.Dataframe(headers=RULE_COLUMNS, interactive=False, label="Cleaning report 清洗报告",
                                   elem_id="ft-rules", scale=2, max_height=420)
         c["losses"] = gr.Plot(label="Loss curves 损失曲线", elem_id="ft-losses", scale=3)
+    from .refpool import build_refpool_import
+
+    def _pool_of(name):
+        layout = _layout_or_none((name or "").strip())
+        return layout.split_list("refpool") if layout is not None and layout.split_list("refpool").is_file() else None
+
+    c["pool"] = build_refpool_import(services, _pool_of, [c["name"]], "ft", "finetune_import_pool")
     c["exports"] = gr.Markdown(elem_id="ft-exports")
     c["selection"] = gr.Dataframe(headers=SELECTION_COLUMNS, interactive=False, wrap=True,
                                   label="Checkpoint selection 模型选择 (held-out sentences; ★ = best pair)",
@@ -239,6 +259,9 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                  "bert_dir", "hubert_dir", "sv_path", "s2_bs", "s2_epochs", "s2_save", "s2_text_lr", "s1_bs",
                  "s1_epochs", "s1_save", "lora", "lora_rank", "device", "precision", "asr_check")
     form = [c[k] for k in form_keys]
+    #: inputs added later, after the ASR model and sentence count in the API order (older API callers keep working)
+    late_keys = ("s2_lora_rank", "dpo")
+    late = [c[k] for k in late_keys]
 
     def config_from_form(values: dict) -> FinetuneConfig:
         name = (values["name"] or "").strip()
@@ -260,22 +283,28 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                 if not kept.is_file():
                     kept.write_bytes(data)
                 src = kept
-            if not src.is_file():
-                raise FinetuneError(f"{src}: no such .list / CSV file on this machine (check the path, or upload it)")
+            else:  # a typed server path: the one path policy
+                src = paths.check_readable(settings, src, ".list / CSV file")
             cfg.source = str(src.resolve())
         if not cfg.source:
             raise FinetuneError("choose a .list or CSV (upload it or type its path)")
         cfg.audio_dir = (values["audio_dir"] or "").strip()
+        if cfg.audio_dir:
+            cfg.audio_dir = str(paths.check_readable(settings, cfg.audio_dir, "audio folder", kind="dir"))
         cfg.default_lang = values["lang"] or "zh"
         cfg.device, cfg.precision = values["device"] or "auto", values["precision"] or "auto"
         for key, field in (("pre_s1", "pretrained_s1"), ("pre_s2g", "pretrained_s2g"), ("pre_s2d", "pretrained_s2d"),
                            ("bert_dir", "bert_dir"), ("hubert_dir", "hubert_dir"), ("sv_path", "sv_path")):
-            setattr(cfg, field, (values[key] or "").strip())
+            raw = (values[key] or "").strip()
+            if raw:  # model files and folders named in the form: the app's folders only
+                raw = str(paths.check_readable(settings, raw, key.replace("_", " "),
+                                               kind="dir" if key.endswith("_dir") else "file"))
+            setattr(cfg, field, raw)
         cleaning = dict(min_seconds=_num(values["min_s"], "minimum duration", float, 0.1),
                         max_seconds=_num(values["max_s"], "maximum duration", float, 1.0),
                         min_snr_db=_num(values["min_snr"], "minimum SNR", float))
         cfg.cleaning.update({k: v for k, v in cleaning.items() if v is not None})
-        lo = _num(values["ref_min"], "reference pool start", float, 0.5)
+        lo = _num(values["ref_min"], "reference pool start", float, 2.0)
         hi = _num(values["ref_max"], "reference pool end", float, 1.0)
         if lo is not None and hi is not None:
             if hi <= lo:
@@ -287,13 +316,19 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
         cfg.split.update({k: v for k, v in split.items() if v is not None})
         s2 = dict(batch_size=_num(values["s2_bs"], "SoVITS batch size", int, 1),
                   epochs=_num(values["s2_epochs"], "SoVITS epochs", int, 1),
-                  save_every_epochs=_num(values["s2_save"], "SoVITS export frequency", int, 1),
-                  text_low_lr_rate=_num(values["s2_text_lr"], "text lr weight", float, 0.0))
+                  save_every_epochs=_num(values["s2_save"], "SoVITS export frequency", int, 1))
+        if is_cfm(cfg.version):  # v3/v4: LoRA training, no text-module learning rate
+            s2["lora_rank"] = _num(values.get("s2_lora_rank"), "SoVITS LoRA rank", int, 1)
+            cfg.s2.pop("text_low_lr_rate", None)
+        else:
+            s2["text_low_lr_rate"] = _num(values["s2_text_lr"], "text lr weight", float, 0.0)
+            cfg.s2.pop("lora_rank", None)
         cfg.s2.update({k: v for k, v in s2.items() if v is not None})
         s1 = dict(batch_size=_num(values["s1_bs"], "GPT batch size", int, 1),
                   epochs=_num(values["s1_epochs"], "GPT epochs", int, 1),
                   save_every_epochs=_num(values["s1_save"], "GPT export frequency", int, 1),
-                  lora=bool(values["lora"]), lora_rank=_num(values["lora_rank"], "LoRA rank", int, 1))
+                  lora=bool(values["lora"]), lora_rank=_num(values["lora_rank"], "LoRA rank", int, 1),
+                  dpo=bool(values.get("dpo")))
         cfg.s1.update({k: v for k, v in s1.items() if v is not None})
         return cfg.validate()
 
@@ -333,7 +368,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                  str(int(st.elapsed) // 10 if st.state == "running" else 0), (name or "").strip()]
         layout = _layout_or_none((name or st.experiment or "").strip())
         if layout is not None:
-            for path in (layout.cleaning_report_json, layout.s2_dir / "losses.csv", layout.s1_dir / "losses.csv",
+            for path in (layout.cleaning_report_json, s2_loss_path(layout), layout.s1_dir / "losses.csv",
                          layout.experiment_json, layout.selection_dir):
                 try:
                     parts.append(str(path.stat().st_mtime_ns))
@@ -371,8 +406,15 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
     def starter(stages: tuple, with_selection: bool):
         @user_errors
         def start(*args):
-            values = dict(zip(form_keys, args[:len(form_keys)]))
-            asr_model, select_max = args[len(form_keys):]
+            n = len(form_keys)
+            values = dict(zip(form_keys, args[:n]))
+            asr_model, select_max = args[n:n + 2]
+            if asr_model:  # a name under WHISPER_DIR (the dropdown) or a typed folder: the one path policy
+                from gsv_core.asr import resolve_model
+
+                asr_model = str(paths.check_readable(settings, resolve_model(settings.whisper_dir, asr_model),
+                                                     "ASR model folder", kind="dir"))
+            values.update(zip(late_keys, args[n + 2:]))
             cfg = config_from_form(values)
             transcribe = None
             if values.get("asr_check"):
@@ -386,7 +428,8 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
             else:
                 cfg.asr_check = ""
             follow_up = selection_follow_up(cfg.name, asr_model, select_max) if with_selection else None
-            jobs.start(cfg, stages, follow_up=follow_up, transcribe=transcribe)
+            jobs.start(cfg, stages, follow_up=follow_up, transcribe=transcribe,
+                       audio_allowed=lambda p: paths.is_readable(settings, p))
             return follow(cfg.name)
 
         return start
@@ -399,7 +442,7 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                                   ("b_s1", ("s1",), False, "finetune_s1")):
         # no progress overlay (the status panel shows the job); unlimited concurrency so a second click is
         # refused at once by FinetuneJobs instead of queueing a second run behind the first
-        c[key].click(starter(stages, sel), form + extra, outputs, api_name=api, show_progress="hidden",
+        c[key].click(starter(stages, sel), form + extra + late, outputs, api_name=api, show_progress="hidden",
                      concurrency_limit=None)
 
     @user_errors
@@ -440,22 +483,40 @@ def build_finetune_tab(settings: Any, services: Any) -> dict[str, Any]:
                    s2_bs=s2.get("batch_size"), s2_epochs=s2.get("epochs"), s2_save=s2.get("save_every_epochs"),
                    s2_text_lr=s2.get("text_low_lr_rate"), s1_bs=s1.get("batch_size"), s1_epochs=s1.get("epochs"),
                    s1_save=s1.get("save_every_epochs"), lora=s1.get("lora"), lora_rank=s1.get("lora_rank"),
-                   device=cfg.device, precision=cfg.precision, asr_check=bool(cfg.asr_check))
+                   device=cfg.device, precision=cfg.precision, asr_check=bool(cfg.asr_check),
+                   s2_lora_rank=s2.get("lora_rank"), dpo=s1.get("dpo"))
         keys = [k for k in form_keys if k not in ("name", "list_file")]
-        return [gr.update(value=upd[k]) if upd.get(k) not in (None, "") else gr.update() for k in keys] + \
-            list(view(cfg.name))
+        fill = lambda k: gr.update(value=upd[k]) if upd.get(k) not in (None, "") else gr.update()  # noqa: E731
+        return [fill(k) for k in keys] + list(view(cfg.name)) + [fill(k) for k in late_keys]
 
-    form_outputs = [c[k] for k in form_keys if k not in ("name", "list_file")] + outputs
+    form_fields = [c[k] for k in form_keys if k not in ("name", "list_file")]
+    form_outputs = form_fields + outputs + late
     c["load"].click(load, c["name"], form_outputs, api_name="finetune_load")
+
+    # v3/v4 train LoRA adapters: their rank instead of the text-module learning rate; a version picked by hand
+    # also gets that family's usual epochs (upstream's webui: 2 for v3/v4, 8 otherwise)
+    def version_fields(version):
+        cfm = is_cfm(version or "")
+        return gr.update(visible=cfm), gr.update(visible=not cfm)
+
+    c["version"].change(version_fields, c["version"], [c["s2_lora_rank"], c["s2_text_lr"]], queue=False,
+                        show_progress="hidden")
+
+    def version_defaults(version):
+        cfm = is_cfm(version or "")
+        return gr.update(value=2 if cfm else 8), gr.update(value=1 if cfm else 4)
+
+    c["version"].input(version_defaults, c["version"], [c["s2_epochs"], c["s2_save"]], queue=False,
+                       show_progress="hidden")
 
     def load_if_saved(name):
         layout = _layout_or_none((name or "").strip())
         if layout is None or not layout.experiment_json.is_file():
-            return [gr.update() for _ in form_outputs[: -len(outputs)]] + list(view(name))
+            return [gr.update() for _ in form_fields] + list(view(name)) + [gr.update() for _ in late]
         try:
             return load(name)
         except gr.Error:
-            return [gr.update() for _ in form_outputs[: -len(outputs)]] + list(view(name))
+            return [gr.update() for _ in form_fields] + list(view(name)) + [gr.update() for _ in late]
     c["name"].focus(lambda cur: gr.update(choices=experiments(), value=cur), c["name"], c["name"], queue=False)
     # picking an existing experiment shows its saved settings (a form left on defaults must not be run on it)
     c["name"].select(load_if_saved, c["name"], form_outputs, show_progress="hidden")
@@ -524,8 +585,8 @@ def _selection_rows(layout) -> list[list[Any]]:
 
 def _asr_models(settings) -> list[str]:
     try:
-        from gsv_core.asr import list_models
+        from gsv_core.asr import model_names
 
-        return list_models(settings.whisper_dir)
+        return model_names(settings.whisper_dir)  # names under WHISPER_DIR (no server paths in the page)
     except Exception:  # noqa: BLE001
         return []

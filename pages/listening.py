@@ -35,7 +35,15 @@ def run_folders(settings) -> list[str]:
     if not root.is_dir():
         return []
     runs = [p.parent for p in root.glob("*/results.jsonl")]
-    return [str(p) for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+    return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]  # names, no server paths
+
+
+def _run_dir(settings, value: Any) -> Path:
+    """A run folder chosen in the page: a name (or path) inside the reports folder, nothing else (tests are written
+    into it)."""
+    from gsv_core.paths import check_inside
+
+    return check_inside(Path(getattr(settings, "reports_dir", "reports")).expanduser(), value, "run folder")
 
 
 def _audio(path) -> Any:
@@ -119,7 +127,7 @@ def _wire(settings, c: dict[str, Any]) -> None:
             raise L.ListeningError("choose a run folder first")
         rater = L.check_rater(rater)
         names = [s for s in (systems or "").split(",") if s.strip()] or None
-        test = L.open_or_create(run_dir, kind, name=(name or "").strip() or None, systems=names)
+        test = L.open_or_create(_run_dir(settings, run_dir), kind, name=(name or "").strip() or None, systems=names)
         state = dict(test_dir=str(test.dir), rater=rater)
         pos = test.resume_position(rater)
         note = (f"Welcome back: resuming at item {pos + 1}." if test.answered(rater) else "")
@@ -163,7 +171,7 @@ def _wire(settings, c: dict[str, Any]) -> None:
             test = _test(state)
             run = test.dir.parent.parent
         elif run_dir:
-            run = Path(run_dir)
+            run = _run_dir(settings, run_dir)
         else:
             raise L.ListeningError("choose a run folder first")
         index = L.write_listening_summary(run)

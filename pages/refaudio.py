@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -31,7 +30,6 @@ PRODUCT_COLUMNS = ["id", "role", "name", "GPT", "SoVITS", "ref clip", "aux clips
 SCORE_CHOICES = [("未评 none", -1)] + [(str(k), k) for k in range(6)]
 LANGS = [(v, k) for k, v in LANG_LABELS.items()]
 SPLITS = [(v, k) for k, v in SPLIT_LABELS.items()]
-UPLOAD_LIMIT = 2 << 30  # bytes an uploaded zip may unpack to
 
 HELP = """
 **Workflow** 1. *Library*: create a role (category + name), import a GPT-SoVITS `.list` (`audio|speaker|lang|text`;
@@ -136,98 +134,6 @@ def parse_regions(text: Any) -> list[dict]:
     return segments
 
 
-def _safe_extract(zip_path: Path, dest: Path) -> list[Path]:
-    """Unpack an uploaded zip into ``dest`` (gsv_core.formats.safezip's rules)."""
-    from gsv_core.formats import safezip
-
-    try:
-        return safezip.extract(zip_path, dest, max_bytes=UPLOAD_LIMIT)
-    except safezip.ZipError as exc:
-        raise RefAudioPageError(str(exc)) from None
-
-
-def _staging(svc, kind: str) -> Path:
-    folder = svc.out_root / "uploads" / f"{kind}_{time.strftime('%Y%m%d-%H%M%S')}_{time.monotonic_ns() % 10**6}"
-    folder.mkdir(parents=True, exist_ok=False)
-    return folder
-
-
-def stage_list_upload(svc, files: Sequence[Any]) -> tuple[Path, list[tuple[int, str, str]]]:
-    """Copy an uploaded .list and its audio (loose files and/or zips) into one staging folder of the output folder
-    and rewrite the list so each row names its staged audio. Returns (staged list, refused rows (line, path,
-    reason))."""
-    stage = _staging(svc, "import")
-    staged: list[Path] = []
-    for f in files:
-        src = Path(str(f))
-        if src.suffix.lower() == ".zip":
-            staged += _safe_extract(src, stage / src.stem)
-        else:
-            target = stage / src.name
-            shutil.copyfile(src, target)
-            staged.append(target)
-    lists = [p for p in staged if p.suffix.lower() == ".list"]
-    if len(lists) != 1:
-        raise RefAudioPageError(f"Upload exactly one .list file (with its audio files or a zip of both); found "
-                                f"{len(lists)}.")
-    by_name: dict[str, Path] = {}
-    for p in staged:
-        by_name.setdefault(p.name, p)
-    src_list = lists[0]
-    try:
-        lines = src_list.read_bytes().decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise RefAudioPageError(f"{src_list.name}: not UTF-8 text (byte {exc.start}); save the .list as UTF-8") \
-            from None
-    refused: list[tuple[int, str, str]] = []
-    out_lines = []
-    for no, line in enumerate(lines, 1):
-        parts = line.split("|", 1)
-        audio = parts[0].strip()
-        if len(parts) == 2 and audio:
-            pieces = re.split(r"[\\/]+", audio)
-            if ".." in pieces:
-                refused.append((no, audio, "audio path with '..' refused; name the file or upload it"))
-                out_lines.append("")
-                continue
-            name = pieces[-1]
-            local = (src_list.parent / audio) if not Path(audio).is_absolute() else Path(audio)
-            if not local.is_file() and name in by_name:
-                line = f"{by_name[name]}|{parts[1]}"
-        out_lines.append(line)
-    staged_list = src_list.with_name(src_list.stem + ".staged.list")
-    staged_list.write_text("\n".join(out_lines) + "\n", encoding="utf-8")
-    return staged_list, refused
-
-
-def list_path_from_text(text: str) -> Path:
-    """A .list path typed by the user: no '..' parts, must be an existing .list file."""
-    raw = str(text or "").strip().strip('"')
-    if "\x00" in raw or ".." in re.split(r"[\\/]+", raw):
-        raise RefAudioPageError(f"The path {raw!r} contains '..'; give the .list file's full path.")
-    p = Path(raw).expanduser()
-    if p.suffix.lower() != ".list":
-        raise RefAudioPageError(f"{raw!r} is not a .list file (audio|speaker|lang|text per line).")
-    if not p.is_file():
-        raise RefAudioPageError(f".list file not found: {raw}")
-    return p
-
-
-def preset_from_zip(svc, zip_file: Any) -> dict:
-    """Unpack an uploaded product zip into the output folder and load its (first) preset."""
-    if not zip_file:
-        raise RefAudioPageError("Upload a product zip (exported from the RefAudio tab's Products).")
-    stage = _staging(svc, "preset")
-    files = _safe_extract(Path(str(zip_file)), stage)
-    presets = sorted(p for p in files if p.name == "preset.json")
-    if not presets:
-        raise RefAudioPageError(f"{Path(str(zip_file)).name} has no preset.json; export a product first.")
-    values = svc.load_preset(presets[0].parent)
-    if len(presets) > 1:
-        values["note"] = f"the zip holds {len(presets)} products; loaded the first ({values.get('name')})"
-    return values
-
-
 # -- rows -----------------------------------------------------------------------------------------------------------
 
 def _r(v: Any, n: int = 3) -> Any:
@@ -311,6 +217,23 @@ def _metrics_md(item: dict) -> str:
 
 
 # -- the tab --------------------------------------------------------------------------------------------------------
+
+def build_refaudio_unavailable(services: Any, error: str) -> dict[str, Any]:
+    """The RefAudio tab when its library cannot be opened: the reason, and a button that moves the damaged file
+    aside (nothing is deleted) so the next start of the app begins a new library."""
+    c: dict[str, Any] = {}
+    c["error"] = gr.Markdown(f"**The RefAudio library is not available.** {error}", elem_id="ra-unavailable")
+    c["move"] = gr.Button("Move the damaged library aside 移开损坏的资料库", variant="stop", elem_id="ra-move-aside")
+
+    @user_errors
+    def move():
+        moved = services.move_refaudio_db_aside()
+        return (f"Moved to `{Path(moved).name}`. Restart GSV Playground to start a new, empty RefAudio library "
+                "(the other tabs keep working meanwhile).")
+
+    c["move"].click(move, None, c["error"], api_name="refaudio_move_db_aside")
+    return c
+
 
 def build_refaudio_tab(settings: Any, services: Any) -> dict[str, Any]:
     from refaudio.library import CLIP_SORTS
@@ -646,19 +569,17 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def do_import(role_id, files, path, category, update, progress=gr.Progress()):
         rid = _role(role_id)
         refused: list[tuple[int, str, str]] = []
+        options = dict(category=(category or "default").strip() or "default",
+                       on_duplicate="update" if update else "skip", progress=lambda f, m: progress(f, desc=m))
         if files:
-            list_path, refused = stage_list_upload(svc, files)
+            report = svc.import_upload(rid, files, **options)
+            name = next((Path(str(f)).name for f in files if str(f).lower().endswith(".list")), "the upload")
         elif str(path or "").strip():
-            list_path = list_path_from_text(path)
+            report = svc.import_server_list(rid, str(path).strip().strip('"'), **options)
+            name = Path(str(path).strip()).name
         else:
             raise RefAudioPageError("Upload a .list with its audio (or a zip), or give a .list path.")
-        report = svc.import_list(rid, list_path, category=(category or "default").strip() or "default",
-                                 on_duplicate="update" if update else "skip",
-                                 progress=lambda f, m: progress(f, desc=m))
-        from refaudio.library import ImportIssue
-
-        report.errors[:0] = [ImportIssue(no, p, reason) for no, p, reason in refused]
-        lines = [f"**Import of {Path(str(list_path)).name.replace('.staged', '')}:** {report.summary()}"]
+        lines = [f"**Import of {name}:** {report.summary()}"]
         for title, issues in (("rejected", report.errors), ("outside 3-10 s (imported as invalid)",
                                                              report.out_of_range), ("already present",
                                                                                     report.duplicates)):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from gsv_core import languages, weights
+from gsv_core import languages, paths, weights
 from gsv_core.errors import GSVError
 from gsv_core.fileio import write_text_atomic
 
@@ -204,6 +204,37 @@ class Services:
                 self._engine = Engine.open(self.settings)
             return self._engine
 
+    def precision_warning(self) -> Optional[str]:
+        """The slow-precision warning of gsv_core.device for the configured device and precision (without opening
+        the engine); None when the setting is fine or the device is not available (the engine names that)."""
+        from gsv_core.device import reduced_precision_warning, resolve_device
+        from gsv_core.errors import GSVError
+
+        try:
+            device = resolve_device(self.settings.device)
+        except (GSVError, RuntimeError, ValueError):
+            return None
+        return reduced_precision_warning(str(self.settings.precision), bool(getattr(self.settings, "gpt_int8", False)),
+                                         device)
+
+    def refaudio_error(self) -> str:
+        """'' when the RefAudio library opens, else why not (a damaged database file)."""
+        try:
+            self.refaudio
+            return ""
+        except GSVError as exc:
+            return str(exc)
+
+    def move_refaudio_db_aside(self) -> str:
+        """Rename the damaged library database so the next start creates a new one; returns the new name."""
+        from refaudio.db import move_aside
+
+        with self._refaudio_lock:
+            if self._refaudio is not None:
+                self._refaudio.close()
+                self._refaudio = None
+            return str(move_aside(self.settings.refaudio_db))
+
     @property
     def refaudio(self):
         """The RefAudio workbench (refaudio.service.RefAudioService), created on first use with this app's engine
@@ -231,18 +262,23 @@ class Services:
         return weights.model_roots(self.settings)
 
     def check_model_path(self, path: Any, what: str) -> str:
-        return weights.check_model_path(self.settings, path, what)
+        """The absolute path of a model chosen in a list (its label) or named by an allowed path."""
+        return weights.check_model_path(self.settings, path, what, extra_roots=self._library_roots())
+
+    def model_choice(self, path: Any, kind: str) -> Any:
+        """The dropdown value (label) of a model file, or the path itself when it is not listed."""
+        return weights.label_for(self.settings, path, kind) or path
 
     def models_info(self, gpt: Optional[str], sovits: Optional[str]) -> str:
         lines = []
-        for what, path in (("GPT", gpt), ("SoVITS", sovits)):
-            if not path:
+        for what, value in (("GPT", gpt), ("SoVITS", sovits)):
+            if not value:
                 continue
             try:
-                self.check_model_path(path, what)
+                path = self.check_model_path(value, what)
                 lines.append(f"{what}: {Path(path).name} — {weight_version(path)}")
             except GSVError as exc:
-                lines.append(f"{what}: {Path(path).name} — cannot be read: {exc}")
+                lines.append(f"{what}: {Path(str(value)).name} — cannot be read: {exc}")
         return "\n".join(lines)
 
     # requests ------------------------------------------------------------------------------------------------
@@ -266,14 +302,29 @@ class Services:
             values["seed"] = -1
         if "text" in values and values["text"] is None:
             values["text"] = ""
-        req = Engine.request(values)
-        self.check_model_path(req.gpt_path, "GPT")
-        self.check_model_path(req.sovits_path, "SoVITS")
+        req = self.vet_request(Engine.request(values))
         if req.seed < 0:
             req = req.replace(seed=secrets.randbelow(2**31))
         if for_batch:
             return req  # each row is validated by the engine; a bad row is recorded, the batch goes on
         return req.validate()
+
+    def vet_request(self, req):
+        """The request if every server file it names is allowed: models in the model folders, reference and
+        auxiliary audio in the folders the app may read (uploads included) — gsv_core.weights / gsv_core.paths.
+        Used for the form, the API and every row of a batch CSV (whose ``ref`` column names server files)."""
+        req = req.replace(gpt_path=self.check_model_path(req.gpt_path, "GPT"),
+                          sovits_path=self.check_model_path(req.sovits_path, "SoVITS"))
+        refs = [("reference audio", req.ref_audio), *(("auxiliary reference", a) for a in req.aux_refs)]
+        for what, audio in refs:
+            if isinstance(audio, (str, Path)) and str(audio).strip():
+                paths.check_readable(self.settings, audio, what, extra_roots=self._library_roots())
+        return req
+
+    def _library_roots(self) -> list[Path]:
+        # product references and models live in the library; a product zip loaded by the TTS tab is unpacked in
+        # the RefAudio upload staging folder (refaudio.uploads)
+        return [Path(self.settings.refaudio_db).parent / "library", Path(self.settings.output_dir) / "refaudio" / "uploads"]
 
     @staticmethod
     def request_params(req) -> dict[str, Any]:
@@ -313,9 +364,11 @@ class Services:
             res.request = res.request or req
         return self._record(a, "A"), self._record(b, "B")
 
-    def stream(self, req, cancel: Optional[threading.Event] = None) -> Iterator[tuple[Any, Optional[Generated]]]:
-        """Yield ((sample_rate, int16 samples), None) per fragment as soon as it is ready, then (None, Generated) for the whole take,
-        saved in the history like any other generation."""
+    def stream(self, req, cancel: Optional[threading.Event] = None, mode: str = "tokens",
+               chunk_tokens: Optional[int] = None) -> Iterator[tuple[Any, Optional[Generated]]]:
+        """Yield ((sample_rate, int16 samples), None) per piece as soon as it is ready (``mode`` and
+        ``chunk_tokens`` as in gsv_core.api.Engine.stream), then (None, Generated) for the whole take, saved in the
+        history like any other generation."""
         import time
 
         import numpy as np
@@ -325,7 +378,7 @@ class Services:
 
         started = time.perf_counter()
         pieces, fragments, sr = [], [], 32000
-        for chunk in self.engine.stream(req, cancel=cancel):
+        for chunk in self.engine.stream(req, cancel=cancel, mode=mode, chunk_tokens=chunk_tokens):
             sr = chunk.sample_rate
             pieces.append(chunk.audio)
             if chunk.fragment is not None:
@@ -370,7 +423,7 @@ class Services:
         cancel = self.cancel_event(key)
         try:
             results = run_batch(self.engine, base_req, csv_path, out_dir, progress=progress, cancel=cancel,
-                                shown=shown, check_row=self.engine.check_request_models)
+                                shown=shown, check_row=self.vet_request)
         finally:
             with self._cancel_lock:
                 if self._cancels.get(key) is cancel:

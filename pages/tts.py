@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import gradio as gr
 import numpy as np
 
+from gsv_core import weights
 from gsv_core.engine.request import SynthesisRequest
 from gsv_core.errors import GSVError
 
@@ -25,13 +27,15 @@ TAGS_HELP = """
   reading of whole words everywhere.
 
 Malformed tags are reported with their position. **Reference text**: leave it empty for reference-free mode
-(SoVITS v2 and later; the timbre still comes from the audio, the prosody less so). **Split method** decides where
+(SoVITS v2, v2Pro and v2ProPlus; the timbre still comes from the audio, the prosody less so). SoVITS **v3/v4** always
+need the reference text; they have **sample steps** (CFM sampling; "default" = 32 for v3, 8 for v4) and v3 offers
+**super-sampling** to 48 kHz when the AP-BWE weights are installed; auxiliary references are not used by v3/v4. **Split method** decides where
 long text is cut into fragments; each fragment *i* uses seed + *i*, so a sentence sounds the same alone or in a
 paragraph. **A/B** synthesises the same text with the same reference and seed through a second model pair
 (for example the baseline against your finetuned model).
 
 **Batch CSV**: a header row with `id,text` and optionally `ref,ref_text,ref_lang,lang,top_k,top_p,temperature,
-repetition_penalty,speed,seed` per row; empty cells take the values of this page. Output: `<id>.wav` and
+repetition_penalty,speed,seed,sample_steps,super_sampling` (any synthesis parameter) per row; empty cells take the values of this page. Output: `<id>.wav` and
 `results.csv` (id, text, file, duration, RTF, seed, models, status, error), also as one zip. Running the same CSV
 again into the same folder resumes; a failing line is recorded and the batch goes on.
 """
@@ -128,6 +132,23 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
                                         info="fragments the GPT decodes together")
             c["parallel"] = gr.Checkbox(value=D["parallel"], label="parallel decoding 并行推理",
                                         info="decode fragments as a batch (upstream's parallel_infer)")
+        with gr.Row():
+            c["stream_mode"] = gr.Radio([("token-level 逐词元 (first audio soonest)", "tokens"),
+                                         ("per fragment 逐片段", "fragments")], value="tokens",
+                                        label="Stream mode 流式模式", elem_id="tts-stream-mode",
+                                        info="token-level: audio every few GPT tokens; SoVITS v3/v4 stream per "
+                                             "fragment")
+            c["stream_chunk"] = gr.Slider(4, 100, value=24, step=1, label="stream chunk (tokens) 流式块大小",
+                                          elem_id="tts-stream-chunk",
+                                          info="25 tokens = 1 s of speech; the first piece comes after half")
+    # SoVITS v3/v4 only: shown when the chosen SoVITS model is one (see _wire: sovits_options)
+    with gr.Row():
+        c["sample_steps"] = gr.Dropdown(_steps_choices((4, 8, 16, 32, 64, 128), 32), value=D["sample_steps"] or 0,
+                                        label="sample steps 采样步数 (SoVITS v3/v4)", visible=False,
+                                        allow_custom_value=True, elem_id="tts-sample-steps",
+                                        info="CFM sampling steps: more is slower and cleaner")
+        c["super_sampling"] = gr.Checkbox(value=D["super_sampling"], visible=False, elem_id="tts-super-sampling",
+                                          label="super-sampling 超采样 24→48 kHz (SoVITS v3, AP-BWE)")
 
     # -- outputs -----------------------------------------------------------------------------------------------
     with gr.Row():
@@ -188,6 +209,8 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
 def _product_choices(services: Services) -> list[tuple[str, int]]:
     from .refaudio import product_choices
 
+    if services.refaudio_error():
+        return []  # the RefAudio tab says why
     return product_choices(services.refaudio)
 
 
@@ -198,13 +221,39 @@ FORM_FIELDS = (("gpt", "gpt_path"), ("sovits", "sovits_path"), ("ref_audio", "re
                ("split", "split_method"), ("top_k", "top_k"), ("top_p", "top_p"), ("temperature", "temperature"),
                ("repetition_penalty", "repetition_penalty"), ("speed", "speed"), ("pause", "pause"),
                ("seed", "seed"), ("random_seed", None), ("max_tokens", "max_tokens"), ("noise_scale", "noise_scale"),
-               ("batch_size", "batch_size"), ("parallel", "parallel"))
+               ("batch_size", "batch_size"), ("parallel", "parallel"), ("sample_steps", "sample_steps"),
+               ("super_sampling", "super_sampling"))
+
+
+def _steps_choices(steps: Sequence[int], default: int) -> list[tuple[str, int]]:
+    """The sample-steps dropdown of a v3/v4 model: 0 = the version's default, then upstream's choices."""
+    return [(f"default 默认 ({default})", 0), *((str(n), n) for n in steps)]
+
+
+def sovits_form_options(services: Services, sovits: Any, steps: Any, super_sampling: Any) -> tuple[Any, Any]:
+    """Updates of the sample-steps dropdown (shown for v3/v4, with that version's choices) and the super-sampling
+    checkbox (shown for v3 when the AP-BWE weights are installed; unticked when hidden) for a SoVITS file."""
+    try:
+        opts = weights.sovits_options(services.settings, sovits) if sovits else None
+    except (GSVError, OSError):
+        opts = None
+    if not opts or not opts["cfm"]:
+        return gr.update(visible=False), gr.update(visible=False, value=False)
+    choices = _steps_choices(opts["sample_steps"], opts["default_sample_steps"])
+    try:
+        current = int(steps or 0)
+    except (TypeError, ValueError):
+        current = 0
+    value = current if current in [v for _, v in choices] else 0
+    return (gr.update(visible=True, choices=choices, value=value),
+            gr.update(visible=opts["super_sampling"], value=bool(super_sampling) and opts["super_sampling"]))
 
 
 def form_values(values: Sequence[Any]) -> tuple[dict[str, Any], bool]:
-    """(request values, random seed?) of the form's inputs in FORM_FIELDS order."""
+    """(request values, random seed?) of the form's inputs in FORM_FIELDS order (inputs appended later may be
+    missing from an older API caller's list: they keep their defaults)."""
     named = dict(zip((k for k, _ in FORM_FIELDS), values))
-    fields = {f: named[k] for k, f in FORM_FIELDS if f is not None}
+    fields = {f: named.get(k) for k, f in FORM_FIELDS if f is not None}
     fields["aux_refs"] = [str(a) for a in (fields.get("aux_refs") or []) if a]
     return fields, bool(named.get("random_seed"))
 
@@ -216,28 +265,27 @@ PRODUCT_FIELDS = tuple((k, f) for k, f in FORM_FIELDS
 
 def _wire_products(services: Services, c: dict[str, Any]) -> None:
     """"Load product": fill the form from a RefAudio product (library) or an exported product zip."""
-    from .refaudio import preset_from_zip
-
     outputs = [c["gpt"], c["sovits"], c["ref_audio"], c["aux_refs"], *(c[k] for k, _ in PRODUCT_FIELDS), c["seed"],
                c["random_seed"], c["models_info"], c["product_info"]]
 
     def fill(values: dict, origin: str):
-        def model(pairs, path):
-            pairs = list(pairs)
-            if path not in [v for _, v in pairs]:  # e.g. a model imported with a product: offer it as well
-                pairs.append((f"{Path(path).parent.name}/{Path(path).name}", path))
-            return gr.update(choices=pairs, value=path)
+        def model(pairs, path, kind):
+            pairs, value = list(pairs), services.model_choice(path, kind)  # a listed file: its label
+            if value not in [v for _, v in pairs]:  # e.g. a model imported with a product: offer it as well
+                pairs.append((f"{Path(path).parent.name}/{Path(path).name}", value))
+            return gr.update(choices=pairs, value=value)
 
         seed = int(values.get("seed", -1) if values.get("seed") is not None else -1)
         field_values = []
         for key, src in PRODUCT_FIELDS:
             v = values.get(src)
-            field_values.append(0 if key == "max_tokens" and not v else (gr.skip() if v is None else v))
+            field_values.append(0 if key in ("max_tokens", "sample_steps") and not v else (gr.skip() if v is None else v))
         note = (f"Loaded **{values.get('name', '')}** from {origin}: seed "
                 f"{seed if seed >= 0 else 'random'}, {len(values.get('aux_refs') or [])} auxiliary reference(s).")
         if values.get("note"):
             note += f" ({values['note']})"
-        return (model(services.gpt_choices(), values["gpt_path"]), model(services.sovits_choices(), values["sovits_path"]),
+        return (model(services.gpt_choices(), values["gpt_path"], "GPT"),
+                model(services.sovits_choices(), values["sovits_path"], "SoVITS"),
                 values["ref_audio"], list(values.get("aux_refs") or []) or None, *field_values,
                 seed if seed >= 0 else gr.skip(), seed < 0,
                 services.models_info(values["gpt_path"], values["sovits_path"]), note)
@@ -257,7 +305,7 @@ def _wire_products(services: Services, c: dict[str, Any]) -> None:
 
     @user_errors
     def load_zip(zip_file):
-        values = preset_from_zip(services.refaudio, zip_file)
+        values = services.refaudio.preset_from_zip(zip_file)
         return fill(values, Path(str(zip_file)).name)
 
     c["preset_load"].click(load_zip, c["preset_zip"], outputs, api_name="tts_load_preset")
@@ -322,6 +370,14 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
     for key in ("gpt_b", "sovits_b"):
         c[key].change(models_info, [c["gpt_b"], c["sovits_b"]], c["models_info_b"], api_name=f"tts_info_{key}")
 
+    def sovits_options(sovits, steps, super_sampling):
+        return sovits_form_options(services, sovits, steps, super_sampling)
+
+    v34 = [c["sample_steps"], c["super_sampling"]]
+    c["sovits"].change(sovits_options, [c["sovits"], *v34], v34, api_name="tts_sovits_options",
+                       show_progress="hidden")
+    on_page_load(sovits_options, [c["sovits"], *v34], v34)
+
     # synthesis
     @user_errors
     def synthesize(*values, progress=gr.Progress()):
@@ -334,10 +390,14 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
     c["go"].click(synthesize, params, [c["audio_a"], c["info_a"], c["download"], c["seed_used"], c["history"],
                                       c["history_pick"]], api_name="tts", concurrency_id="engine")
 
+    # /tts_ab takes the B pair right after the inputs the form had when it was published; inputs added to the
+    # form later (FORM_FIELDS from sample_steps on) follow the B pair, so older API calls keep their meaning
+    ab_at = [k for k, _ in FORM_FIELDS].index("sample_steps")
+
     @user_errors
     def synthesize_ab(*values, progress=gr.Progress()):
-        *base, gpt_b, sovits_b = values
-        req = make_req(*base)
+        gpt_b, sovits_b = values[ab_at], values[ab_at + 1]
+        req = make_req(*values[:ab_at], *values[ab_at + 2:])
         a, b = services.synthesize_ab(req, gpt_b, sovits_b, progress=_progress_cb(progress))
         _warn(a, "A: ")
         _warn(b, "B: ")
@@ -345,28 +405,33 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
         return (a.entry.file, "**A** · " + a.summary(), b.entry.file, "**B** · " + b.summary(), a.result.seed, rows,
                 pick)
 
-    c["go_ab"].click(synthesize_ab, params + [c["gpt_b"], c["sovits_b"]],
+    c["go_ab"].click(synthesize_ab, params[:ab_at] + [c["gpt_b"], c["sovits_b"]] + params[ab_at:],
                      [c["audio_a"], c["info_a"], c["audio_b"], c["info_b"], c["seed_used"], c["history"],
                       c["history_pick"]], api_name="tts_ab", concurrency_id="engine")
 
     @user_errors
     def stream(*values):
+        *values, mode, chunk_tokens = values
         req = make_req(*values)
-        n, so_far = 0, []
-        for chunk, done in services.stream(req):
+        n, so_far, first = 0, [], None
+        started = time.perf_counter()
+        for chunk, done in services.stream(req, mode=mode or "tokens", chunk_tokens=int(chunk_tokens or 24)):
             if chunk is not None:
                 n += 1
+                first = first if first is not None else time.perf_counter() - started
                 if not STREAMING:  # the whole audio so far, replacing the player's content
                     so_far.append(chunk[1])
                     chunk = (chunk[0], np.concatenate(so_far))
-                yield (chunk, f"streaming… fragment {n} ready", req.seed, gr.skip(),
+                yield (chunk, f"streaming… piece {n} · first audio after {first:.2f} s", req.seed, gr.skip(),
                        gr.skip(), gr.skip())
             else:
                 _warn(done)
                 rows, pick = history_updates()
-                yield (None if STREAMING else done.entry.file, f"streamed {n} fragment(s) · " + done.summary(), req.seed, done.entry.file, rows, pick)
+                note = f"streamed {n} piece(s), first audio after {first or 0:.2f} s · " + done.summary()
+                yield (None if STREAMING else done.entry.file, note, req.seed, done.entry.file, rows, pick)
 
-    c["go_stream"].click(stream, params, [c["stream_audio"], c["stream_info"], c["seed_used"], c["download"],
+    c["go_stream"].click(stream, params + [c["stream_mode"], c["stream_chunk"]],
+                         [c["stream_audio"], c["stream_info"], c["seed_used"], c["download"],
                                           c["history"], c["history_pick"]], api_name="tts_stream",
                          concurrency_id="engine")
 
@@ -387,11 +452,14 @@ def _wire(services: Services, c: dict[str, Any]) -> None:
         values = []
         for k in reuse_keys:
             v = p.get(field_of[k])
-            values.append(gr.skip() if v is None and k not in ("max_tokens",) else (v or 0) if k == "max_tokens"
-                          else v)
+            if k in ("gpt", "sovits") and v:  # the history keeps files; the dropdowns hold labels
+                v = services.model_choice(v, "GPT" if k == "gpt" else "SoVITS")
+            values.append(gr.skip() if v is None and k not in ("max_tokens", "sample_steps")
+                          else (v or 0) if k in ("max_tokens", "sample_steps") else v)
         gpts, sovitss = [v for _, v in services.gpt_choices()], [v for _, v in services.sovits_choices()]
-        missing = [Path(v).name for v, have in ((p.get("gpt_path"), gpts), (p.get("sovits_path"), sovitss))
-                   if v not in have]
+        missing = [Path(v).name for v, kind, have in ((p.get("gpt_path"), "GPT", gpts),
+                                                       (p.get("sovits_path"), "SoVITS", sovitss))
+                   if services.model_choice(v, kind) not in have]
         if missing:
             raise gr.Error(f"The models of this entry are no longer in the weight folders: {', '.join(missing)}")
         ref = p.get("ref_audio")

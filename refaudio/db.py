@@ -150,7 +150,31 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
             created_at TEXT NOT NULL DEFAULT (datetime('now')),
             UNIQUE (role_id, name))""",
     )),
+    # a task whose synthesis is done but whose results are not all measured yet is in phase 'scoring'; a process
+    # killed meanwhile finds it at start and measures the rest (the status column keeps its CHECK)
+    (2, "task phase (scoring survives a crash)", (
+        "ALTER TABLE tasks ADD COLUMN phase TEXT NOT NULL DEFAULT ''",
+    )),
 ]
+
+
+class DamagedDatabaseError(DatabaseError):
+    """The database file exists but is not a readable SQLite database."""
+
+
+def move_aside(path: Any) -> Path:
+    """Rename a damaged database (and its -wal/-shm files) to ``<name>.damaged-<time>``; returns the new path.
+    Nothing is deleted: the file can still be inspected or recovered."""
+    import time
+
+    src = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = src.with_name(f"{src.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(str(src) + suffix)
+        if part.exists():
+            part.rename(Path(str(target) + suffix))
+    return target
 
 
 class Database:
@@ -180,9 +204,16 @@ class Database:
             except sqlite3.Error as exc:
                 raise DatabaseError(f"Cannot open the library database {self.path}: {exc}") from None
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_MS)}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise DamagedDatabaseError(
+                    f"The RefAudio library database {self.path.name} cannot be read ({exc}); it is damaged or not "
+                    "a database. Move it aside (the RefAudio tab offers to) to start a new library.") from None
             if str(mode).lower() != "wal":
                 raise DatabaseError(f"{self.path}: the database cannot use WAL journaling (got {mode}); "
                                     "put it on a local disk")

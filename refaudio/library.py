@@ -29,6 +29,8 @@ Progress = Callable[[float, str], None]
 LANGUAGES = languages.text_modes()
 BUILTIN_CATEGORIES = ("default", "invalid")
 MIN_REF_S, MAX_REF_S = 3.0, 10.0
+#: the longest clip the library takes (grouping, waveforms and scoring decode a clip whole)
+MAX_CLIP_S = 600.0
 NAME_LIMIT = 200
 
 CLIP_SORTS = {
@@ -294,7 +296,10 @@ class Library:
                                ".aac .opus .webm)")
         if not src.is_file():
             raise LibraryError(f"{src}: audio file not found")
-        duration = audio_duration(src)  # AudioError for unreadable files
+        duration = audio_duration(src)  # AudioError for unreadable files; read from the header, nothing decoded
+        if duration > MAX_CLIP_S:
+            raise LibraryError(f"{src.name}: {duration / 60:.1f} min is too long for a reference clip (at most "
+                               f"{MAX_CLIP_S / 60:g} min); cut the recording first (the Finetune tab's slicer)")
         digest = md5_file(src)
         size = src.stat().st_size
         category = _clean_name(category or "default", "category name")
@@ -324,11 +329,14 @@ class Library:
 
     def import_list(self, role_id: int, list_path: Path, category: str = "default", manual_checked: bool = False,
                     on_duplicate: str = "skip", base_dir: Optional[Path] = None,
-                    progress: Optional[Progress] = None, cancel: Optional[Callable[[], bool]] = None) -> ImportReport:
+                    progress: Optional[Progress] = None, cancel: Optional[Callable[[], bool]] = None,
+                    audio_allowed: Optional[Callable[[Path], bool]] = None) -> ImportReport:
         """Import a GPT-SoVITS ``.list`` (``audio|speaker|language|text``; a text may itself contain '|').
 
         Audio paths are absolute or relative to the list's folder (or ``base_dir``). Every row that cannot be
-        imported is reported with its line number and reason; clips outside 3-10 s are imported marked invalid."""
+        imported is reported with its line number and reason; clips outside 3-10 s are imported marked invalid.
+        ``audio_allowed`` (the app's path policy) refuses rows whose audio lies outside the folders it may read,
+        with a message that does not say whether the file exists."""
         list_path = Path(list_path)
         self.role(role_id)
         try:
@@ -361,6 +369,10 @@ class Library:
             src = Path(audio).expanduser()
             if not src.is_absolute():
                 src = base / src
+            if audio_allowed is not None and not audio_allowed(src):
+                report.errors.append(ImportIssue(no, audio, "cannot be used: not in a folder the app may read "
+                                                 "(DATA_DIRS or an upload)"))
+                continue
             if not src.is_file():
                 report.errors.append(ImportIssue(no, audio, f"audio file not found: {src}"))
                 continue

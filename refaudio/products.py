@@ -17,7 +17,7 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from gsv_core.errors import GSVError
 
@@ -57,10 +57,26 @@ def _params(params: dict) -> dict:
 
 
 class Products:
-    def __init__(self, db: Database, library: Library, max_unzip_bytes: int = safezip.DEFAULT_MAX_BYTES):
+    def __init__(self, db: Database, library: Library, max_unzip_bytes: int = safezip.DEFAULT_MAX_BYTES,
+                 model_allowed: Optional[Callable[[Path], bool]] = None):
+        """``model_allowed(path)``: the app's model-folder rule (weights.check_model_path); a product may only
+        name, import or export model files it accepts (or files inside the library)."""
         self.db = db
         self.library = library
         self.max_unzip_bytes = max_unzip_bytes
+        self._model_allowed = model_allowed
+
+    def model_allowed(self, path: Any) -> bool:
+        p = Path(str(path or ""))
+        try:
+            real = p.resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):
+            return False
+        if not real.is_file():
+            return False
+        if real.is_relative_to(self.library.root.resolve()):
+            return True
+        return bool(self._model_allowed(real)) if self._model_allowed is not None else True
 
     def save(self, role_id: int, name: str, gpt_path: str, sovits_path: str, ref_clip_id: int,
              aux_clip_ids: Sequence[int] = (), params: Optional[dict] = None, category: str = "", remark: str = "",
@@ -70,6 +86,9 @@ class Products:
         if not name or len(name) > 200:
             raise ProductError("Give the product a name (at most 200 characters).")
         gpt, sovits = _check_value("gpt_path", gpt_path), _check_value("sovits_path", sovits_path)
+        for what, path in (("GPT", gpt), ("SoVITS", sovits)):
+            if not self.model_allowed(path):
+                raise ProductError(f"The {what} weights {Path(path).name!r} are not in the model folders.")
         ref = self.library.clip(ref_clip_id)
         aux = [int(self.library.clip(c)["id"]) for c in aux_clip_ids]
         for clip in [ref] + [self.library.clip(c) for c in aux]:
@@ -147,8 +166,9 @@ class Products:
             src = Path(p[f"{key}_path"])
             arc = f"models/{safe_name(src.name, key)}"
             if include_models:
-                if not src.is_file():
-                    raise ProductError(f"The {key} weights {src} are gone; cannot include them in the export.")
+                if not self.model_allowed(src):
+                    raise ProductError(f"The {key} weights {src.name!r} are not in the model folders (or are gone); "
+                                       "cannot include them in the export.")
                 files.append((src, arc))
             models[key] = {"file": arc if include_models else None, "name": src.name, "source_path": str(src)}
         version = _model_version(p["sovits_path"])
@@ -176,6 +196,11 @@ class Products:
                 "repetition_penalty": params["repetition_penalty"], "media_type": "wav", "streaming_mode": False,
             },
         }
+        if version in ("v3", "v4"):  # upstream api_v2's v3/v4 fields (None here = the version's default steps)
+            from gsv_core.versions import VERSIONS
+
+            api["request"]["sample_steps"] = params.get("sample_steps") or VERSIONS[version].default_sample_steps
+            api["request"]["super_sampling"] = bool(params.get("super_sampling")) and version == "v3"
         return preset, api, files
 
     def export(self, product_ids: Sequence[int], dest: Path, include_models: bool = False) -> Path:
@@ -231,15 +256,17 @@ class Products:
             m = preset["models"][key]
             if m.get("file"):
                 src = _inside(folder, m["file"])
-                target = self.library.role_dir(role_id) / "models" / safe_name(Path(m["file"]).name, key)
+                # named by content: two products whose model files share a name never use each other's weights
+                digest = _file_digest(src)
+                target = self.library.role_dir(role_id) / "models" / f"{digest}_{safe_name(Path(m['file']).name, key)}"
                 if not target.exists():
                     copy_atomic(src, target)
                 models[key] = str(target)
-            elif m.get("source_path") and Path(m["source_path"]).is_file():
-                models[key] = m["source_path"]
+            elif m.get("source_path") and self.model_allowed(m["source_path"]):
+                models[key] = str(Path(m["source_path"]).resolve())
             else:
-                raise ProductError(f"Product {preset.get('name')!r}: the {key} weights {m.get('name')} are not in the "
-                                   "zip and not at their original path; export with models included.")
+                raise ProductError(f"Product {preset.get('name')!r}: the {key} weights {m.get('name')!r} are not in the "
+                                   "zip and not in this app's model folders; export the product with its models.")
         ref = preset["reference"]
         ref_id, _ = self.library.add_clip(role_id, _inside(folder, ref["audio"]), str(ref.get("text", "")),
                                           ref.get("language", "zh"), category="products")
@@ -249,6 +276,16 @@ class Products:
         return self.save(role_id, preset["name"], models["gpt"], models["sovits"], ref_id, aux_ids,
                          preset.get("params") or {}, category=preset.get("category", ""),
                          remark=preset.get("remark", ""), score=preset.get("score"), overwrite=overwrite)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _inside(folder: Path, rel: str) -> Path:
@@ -270,7 +307,7 @@ def _model_version(sovits_path: str) -> str:
         return ""
 
 
-def load_preset(path: Any) -> dict:
+def load_preset(path: Any, model_allowed: Optional[Callable[[Path], bool]] = None) -> dict:
     """A preset (``preset.json``, its folder, or a product zip's extracted folder) as TTS request values with
     absolute paths: text_lang, ref_audio, ref_text, ref_lang, aux_refs, gpt_path, sovits_path and every parameter.
     ``pages/tts.py`` passes them to ``Services.make_request``."""
@@ -289,7 +326,13 @@ def load_preset(path: Any) -> dict:
     out = dict(preset.get("params") or {})
     for key in ("gpt", "sovits"):
         m = preset["models"][key]
-        model = _inside(folder, m["file"]) if m.get("file") else Path(m.get("source_path") or "")
+        if m.get("file"):
+            model = _inside(folder, m["file"])
+        else:  # a path on the machine that exported it: usable only inside this app's model folders
+            model = Path(m.get("source_path") or "")
+            if model_allowed is not None and not model_allowed(model):
+                raise ProductError(f"The {key} weights of {preset.get('name')!r} ({m.get('name')!r}) are not in the "
+                                   "zip and not in this app's model folders; export the product with its models.")
         if not model.is_file():
             raise ProductError(f"The {key} weights of {preset.get('name')!r} ({m.get('name')}) are missing.")
         out[f"{key}_path"] = str(model)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from gsv_core import weights
+from gsv_core import paths, weights
 from gsv_core.errors import GSVError
 
 from .db import Database
@@ -23,7 +23,7 @@ from .grouping import SpeakerIndex
 from .library import Library
 from .products import Products, load_preset, product_to_request_values
 from .scoring import Results, Transcriber, asr_transcriber
-from .sweeps import SweepError, SweepRunner, Sweeps, TaskSpec, sweep_model_paths
+from .sweeps import SweepError, SweepRunner, Sweeps, TaskSpec, map_model_paths
 
 
 @dataclass
@@ -119,6 +119,7 @@ class RefAudioService:
                  speaker_encoder: Any = None, sv_path: Any = None, auto_resume: bool = True,
                  score_after_run: bool = True, chunk_size: int = 8):
         self.settings = settings
+        self.max_unpacked_bytes = int(getattr(settings, "max_unpacked_mb", 2048)) * 2**20
         self.db = Database(settings.refaudio_db)
         self.library_root = (self.db.path.parent / "library").resolve()
         self.out_root = (Path(settings.output_dir) / "refaudio").resolve()
@@ -126,8 +127,9 @@ class RefAudioService:
         self.out_root.mkdir(parents=True, exist_ok=True)
         self.guard = PathGuard([self.library_root, self.out_root])
         self.library = Library(self.db, self.library_root, self.guard)
-        self.sweeps = Sweeps(self.db, self.library)
-        self.products = Products(self.db, self.library)
+        self.sweeps = Sweeps(self.db, self.library, int(getattr(settings, "max_sweep_items", 20000)))
+        self.products = Products(self.db, self.library, max_unzip_bytes=self.max_unpacked_bytes,
+                                 model_allowed=self._model_allowed)
         self._engine = engine
         self._engine_factory = engine_factory
         self._engine_lock = threading.Lock()
@@ -198,7 +200,38 @@ class RefAudioService:
         self.library.delete_role(role_id)
 
     def import_list(self, role_id: int, list_path: Any, category: str = "default", **kw):
+        """Import a ``.list`` from a local path (``python -m refaudio import``: the user's own shell)."""
         return self.library.import_list(role_id, Path(str(list_path)), category, **kw)
+
+    def import_server_list(self, role_id: int, list_path: Any, category: str = "default", **kw):
+        """Import a ``.list`` named by the UI or the API: the list and every audio file it names must lie in the
+        folders the app may read (gsv_core.paths)."""
+        real = paths.check_readable(self.settings, list_path, ".list file")
+        if real.suffix.lower() != ".list":
+            raise GSVError(f"{real.name!r} is not a .list file (audio|speaker|lang|text per line).")
+        return self.library.import_list(role_id, real, category, audio_allowed=self._audio_allowed, **kw)
+
+    def import_upload(self, role_id: int, files: Sequence[Any], category: str = "default", **kw):
+        """Import an uploaded ``.list`` with its audio (loose files and/or zips): only uploaded files can be used
+        (refaudio.uploads); the staging folder is removed afterwards. Returns the import report, whose errors start
+        with the rows that named no uploaded file."""
+        import shutil
+
+        from .library import ImportIssue, ImportReport
+        from .uploads import stage_list_upload
+
+        staged = stage_list_upload(self.out_root, files, self.max_unpacked_bytes)
+        try:
+            if staged.rows:
+                report = self.library.import_list(role_id, staged.list_path, category,
+                                                  audio_allowed=lambda p: p.resolve().is_relative_to(staged.folder),
+                                                  **kw)
+            else:
+                report = ImportReport()
+        finally:
+            shutil.rmtree(staged.folder, ignore_errors=True)
+        report.errors[:0] = [ImportIssue(line, audio, reason) for line, audio, reason in staged.refused]
+        return report
 
     def list_clips(self, role_id: int, **filters) -> list[dict]:
         return self.library.clips(role_id, **filters)
@@ -256,16 +289,28 @@ class RefAudioService:
     def create_task(self, spec: TaskSpec) -> int:
         """A new sweep task; every model it names must lie in the model folders (the app's rule, for the tab and
         ``python -m refaudio`` alike)."""
-        for kind, path in sweep_model_paths(spec):
-            if path:
-                try:
-                    weights.check_model_path(self.settings, path, kind, extra_roots=self._extra_model_roots())
-                except weights.ModelPathError as exc:
-                    raise SweepError(str(exc)) from None
-        return self.sweeps.create_task(spec)
+        def resolve(kind: str, path: Any) -> Any:
+            if not path:
+                return path
+            try:  # a list label (what the tab sends) or a path; the task stores the absolute path
+                return weights.check_model_path(self.settings, path, kind, extra_roots=self._extra_model_roots())
+            except weights.ModelPathError as exc:
+                raise SweepError(str(exc)) from None
+
+        return self.sweeps.create_task(map_model_paths(spec, resolve))
 
     def _extra_model_roots(self) -> list[Path]:
         return [self.library.root]  # models imported with products live in the library
+
+    def _model_allowed(self, path: Path) -> bool:
+        try:
+            weights.check_model_path(self.settings, path, "model", extra_roots=self._extra_model_roots())
+            return True
+        except weights.ModelPathError:
+            return False
+
+    def _audio_allowed(self, path: Path) -> bool:
+        return paths.is_readable(self.settings, path, extra_roots=[self.library.root])
 
     def list_tasks(self, role_id: Optional[int] = None) -> list[dict]:
         return self.sweeps.tasks(role_id)
@@ -285,7 +330,10 @@ class RefAudioService:
         task = self.sweeps.task(task_id)
         job = self.queue.state(task_id)
         counts = self.sweeps.counts(task_id)
-        return {"task": task, "counts": counts, "state": job.state if job else task["status"],
+        state = job.state if job else task["status"]
+        if task.get("phase") == "scoring" and state in ("done", "running"):
+            state = "scoring"
+        return {"task": task, "counts": counts, "state": state,
                 "fraction": job.fraction if job else (counts["done"] + counts["failed"]) / max(1, counts["total"]),
                 "message": job.message if job else "", "error": (job.error if job else "") or task["error"]}
 
@@ -298,18 +346,21 @@ class RefAudioService:
         def part(lo: float, hi: float):
             return lambda f, m: progress(lo + (hi - lo) * f, m)
 
-        self.runner().run(task_id, progress=part(0.0, 0.85 if self.score_after_run else 1.0), cancel=cancel)
-        if self.score_after_run and not cancel():
+        self.runner().run(task_id, progress=part(0.0, 0.85 if self.score_after_run else 1.0), cancel=cancel,
+                          final_phase="scoring" if self.score_after_run else "")
+        if self.score_after_run and not cancel() and self.sweeps.task(task_id)["phase"] == "scoring":
             outcome = self.results.score_task(task_id, progress=part(0.85, 1.0), cancel=cancel)
-            if outcome["notes"]:
-                task = self.sweeps.task(task_id)
-                note = "; ".join(n for n in [task["error"], *outcome["notes"]] if n)
-                self.sweeps.set_status(task_id, task["status"], note)
+            if cancel():
+                return  # still in phase 'scoring': the next start (or a restart) measures the rest
+            task = self.sweeps.task(task_id)
+            note = "; ".join(n for n in [task["error"], *outcome["notes"]] if n)
+            self.sweeps.set_status(task_id, task["status"], note if outcome["notes"] else None, phase="")
 
     def resume_interrupted(self) -> list[int]:
-        """Tasks that were queued or running when the process stopped: their items go back to pending and the
-        tasks are queued again."""
-        ids = [t["id"] for t in self.db.all("SELECT id FROM tasks WHERE status IN ('queued', 'running') ORDER BY id")]
+        """Tasks that were queued, running or still being measured (phase 'scoring') when the process stopped: their
+        items go back to pending and the tasks are queued again (a finished synthesis goes straight to scoring)."""
+        ids = [t["id"] for t in self.db.all("SELECT id FROM tasks WHERE status IN ('queued', 'running') OR "
+                                            "phase = 'scoring' ORDER BY id")]
         for task_id in ids:
             self.sweeps.recover(task_id)
             self.start_task(task_id)
@@ -403,9 +454,22 @@ class RefAudioService:
         """What the TTS tab needs to load a product (absolute paths + parameters)."""
         return product_to_request_values(self.products, product_id)
 
-    @staticmethod
-    def load_preset(path: Any) -> dict:
-        return load_preset(path)
+    def load_preset(self, path: Any) -> dict:
+        return load_preset(path, model_allowed=self._model_allowed)
+
+    def preset_from_zip(self, zip_file: Any) -> dict:
+        """An uploaded product zip, unpacked (refaudio.uploads) and loaded as TTS request values (its first
+        product; ``note`` says when there are more)."""
+        from .uploads import stage_product_zip
+
+        folder = stage_product_zip(self.out_root, zip_file, self.max_unpacked_bytes)
+        presets = sorted(folder.rglob("preset.json"))
+        if not presets:
+            raise GSVError(f"{Path(str(zip_file)).name} has no preset.json; export a product first.")
+        values = self.load_preset(presets[0].parent)
+        if len(presets) > 1:
+            values["note"] = f"the zip holds {len(presets)} products; loaded the first ({values.get('name')})"
+        return values
 
     # -- served files ------------------------------------------------------------------------------------------
 

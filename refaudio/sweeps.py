@@ -4,7 +4,9 @@ and the runner that synthesises pending items through the engine's batched path.
 Compare types
     none            the base settings only (the long-text stage uses it)
     ref_audio       the references vary (a selection of clips and/or every clip of chosen categories)
-    gpt_path, sovits_path, top_k, top_p, temperature, repetition_penalty, split_method, speed, aux_refs
+    gpt_path, sovits_path, top_k, top_p, temperature, repetition_penalty, split_method, speed, aux_refs,
+    noise_scale, pause, max_tokens, sample_steps (SoVITS v3/v4 CFM steps), super_sampling (v3 AP-BWE on/off,
+    upstream's if_sr)
                     one variable, one cell per value (every other setting from the base)
     kpt             grid of top_k x top_p x temperature
     models          (GPT, SoVITS) pairs
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +47,8 @@ PARAM_DEFAULTS: dict[str, Any] = {k: v for k, v in SynthesisRequest.defaults().i
 #: what a single-variable sweep may vary: the models, the auxiliary references and every sampling setting that
 #: changes the audio (batch size and parallel decoding only change speed)
 SINGLE_VARIABLES = ("gpt_path", "sovits_path", "top_k", "top_p", "temperature", "repetition_penalty",
-                    "split_method", "speed", "aux_refs", "noise_scale", "pause", "max_tokens")
+                    "split_method", "speed", "aux_refs", "noise_scale", "pause", "max_tokens", "sample_steps",
+                    "super_sampling")
 COMPARE_TYPES = ("none", "ref_audio", *SINGLE_VARIABLES, "kpt", "models", "full")
 KPT = ("top_k", "top_p", "temperature")
 MAX_ITEMS = 20000
@@ -99,7 +103,7 @@ def _check_value(name: str, value: Any) -> Any:
         return [int(v) for v in value]
     if name not in PARAM_DEFAULTS:
         raise SweepError(f"Unknown setting {name!r}; known: {', '.join(sorted(PARAM_DEFAULTS))}.")
-    if value is None and name == "max_tokens":
+    if value is None and name in ("max_tokens", "sample_steps"):
         return None
     try:
         probe = SynthesisRequest.from_mapping({name: value}, SynthesisRequest(text="x", ref_audio="x"),
@@ -112,19 +116,49 @@ def _check_value(name: str, value: Any) -> Any:
 
 def sweep_model_paths(spec: "TaskSpec") -> list[tuple[str, Any]]:
     """("GPT" | "SoVITS", path) of every model a task names (its base and the compared values)."""
-    base, compare, values = spec.base or {}, spec.compare, spec.values
-    found: list[tuple[str, Any]] = [("GPT", base.get("gpt_path")), ("SoVITS", base.get("sovits_path"))]
-    if compare == "gpt_path":
-        found += [("GPT", v) for v in values or []]
-    elif compare == "sovits_path":
-        found += [("SoVITS", v) for v in values or []]
-    elif compare == "models":
-        found += [pair for g, s_ in values or [] for pair in (("GPT", g), ("SoVITS", s_))]
-    elif compare == "full" and isinstance(values, dict):
-        for key, what in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
-            v = values.get(key) or []
-            found += [(what, p) for p in (v if isinstance(v, list) else [v])]
+    found: list[tuple[str, Any]] = []
+    map_model_paths(spec, lambda kind, path: found.append((kind, path)) or path)
     return found
+
+
+def map_model_paths(spec: "TaskSpec", fn: Callable[[str, Any], Any]) -> "TaskSpec":
+    """A copy of ``spec`` with every model it names (base and compared values) replaced by ``fn(kind, path)``;
+    ``kind`` is "GPT" or "SoVITS"."""
+    base, compare, values = dict(spec.base or {}), spec.compare, spec.values
+    for key, kind in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
+        base[key] = fn(kind, base.get(key)) if key in base else fn(kind, None)
+        if base[key] is None and key not in (spec.base or {}):
+            del base[key]
+    if compare == "gpt_path" and isinstance(values, list):
+        values = [fn("GPT", v) for v in values]
+    elif compare == "sovits_path" and isinstance(values, list):
+        values = [fn("SoVITS", v) for v in values]
+    elif compare == "models" and isinstance(values, list):
+        values = [[fn("GPT", pair[0]), fn("SoVITS", pair[1])] if isinstance(pair, (list, tuple)) and len(pair) == 2
+                  else pair for pair in values]
+    elif compare == "full" and isinstance(values, dict):
+        values = dict(values)
+        for key, kind in (("gpt_path", "GPT"), ("sovits_path", "SoVITS")):
+            if key in values:
+                v = values[key]
+                values[key] = [fn(kind, p) for p in v] if isinstance(v, list) else fn(kind, v)
+    return dataclasses.replace(spec, base=base, values=values)
+
+
+def count_cells(compare: str, values: Any) -> int:
+    """How many cells :func:`expand_cells` would make, from the lengths of the value lists alone (malformed values
+    count as 1 and are reported by the expansion)."""
+    def n(v: Any) -> int:
+        return len(v) if isinstance(v, (list, tuple)) else 1
+
+    if compare in ("kpt", "full") and isinstance(values, dict):
+        total = 1
+        for v in values.values():
+            total *= max(1, n(v))
+        return total
+    if compare in ("none", "ref_audio"):
+        return 1
+    return max(1, n(values))
 
 
 def expand_cells(compare: str, base: dict, values: Any) -> list[tuple[str, dict]]:
@@ -180,9 +214,10 @@ def _short(value: Any) -> str:
 class Sweeps:
     """Task definitions, expansion and queries (no synthesis here; see :class:`SweepRunner`)."""
 
-    def __init__(self, db: Database, library: Library):
+    def __init__(self, db: Database, library: Library, max_items: int = MAX_ITEMS):
         self.db = db
         self.library = library
+        self.max_items = int(max_items)
 
     def create_task(self, spec: TaskSpec, parent_item_id: Optional[int] = None) -> int:
         self.library.role(spec.role_id)
@@ -196,14 +231,16 @@ class Sweeps:
         samples = int(spec.samples)
         if not 1 <= samples <= 50:
             raise SweepError("Samples per cell must be between 1 and 50.")
-        cells = expand_cells(spec.compare, spec.base, spec.values)
         refs = self._choose_refs(spec)
+        # the size is known from the lengths of the value lists: refuse a huge grid before building any of it
+        total = count_cells(spec.compare, spec.values) * len(refs) * len(texts) * samples
+        if total > self.max_items:
+            raise SweepError(f"The task would make {total} results (limit {self.max_items}, MAX_SWEEP_ITEMS); "
+                             "choose fewer values.")
+        cells = expand_cells(spec.compare, spec.base, spec.values)
         for _, settings in cells:
             for clip_id in settings.get("aux_refs", []):
                 self.library.clip(clip_id)
-        total = len(cells) * len(refs) * len(texts) * samples
-        if total > MAX_ITEMS:
-            raise SweepError(f"The task would make {total} results (limit {MAX_ITEMS}); choose fewer values.")
         with self.db.transaction() as conn:
             task_id = int(conn.execute(
                 "INSERT INTO tasks (role_id, name, compare_type, spec, samples, parent_item_id) "
@@ -302,14 +339,20 @@ class Sweeps:
                            "LEFT JOIN clips c ON c.id = r.clip_id WHERE r.task_id = ? ORDER BY r.position",
                            (int(task_id),))
 
-    def set_status(self, task_id: int, status: str, error: Optional[str] = None) -> None:
+    def set_status(self, task_id: int, status: str, error: Optional[str] = None, phase: str = "") -> None:
+        """Status (and error); ``phase`` 'scoring' marks finished synthesis whose measuring is still to do, in the
+        same write, so a crash between the two cannot lose the scoring."""
         with self.db.transaction() as conn:
             if error is None:
-                conn.execute("UPDATE tasks SET status = ?, updated_at = datetime('now') WHERE id = ?",
-                             (status, int(task_id)))
+                conn.execute("UPDATE tasks SET status = ?, phase = ?, updated_at = datetime('now') WHERE id = ?",
+                             (status, phase, int(task_id)))
             else:
-                conn.execute("UPDATE tasks SET status = ?, error = ?, updated_at = datetime('now') WHERE id = ?",
-                             (status, error, int(task_id)))
+                conn.execute("UPDATE tasks SET status = ?, phase = ?, error = ?, updated_at = datetime('now') "
+                             "WHERE id = ?", (status, phase, error, int(task_id)))
+
+    def set_phase(self, task_id: int, phase: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE tasks SET phase = ? WHERE id = ?", (phase, int(task_id)))
 
     def update_task(self, task_id: int, name: Optional[str] = None, conclusion: Optional[str] = None) -> dict:
         self.task(task_id)
@@ -444,9 +487,10 @@ class SweepRunner:
             self._store(item, result)
 
     def run(self, task_id: int, progress: Optional[Progress] = None,
-            cancel: Optional[Callable[[], bool]] = None) -> dict:
-        """Run every pending item of a task; returns its counts. Cancelling leaves the rest pending (resumable)."""
-        from gsv_core.engine import Cancelled
+            cancel: Optional[Callable[[], bool]] = None, final_phase: str = "") -> dict:
+        """Run every pending item of a task; returns its counts. Cancelling leaves the rest pending (resumable).
+        ``final_phase`` is stored with the final 'done' status (the service passes 'scoring')."""
+        from gsv_core.api import Cancelled
 
         task_id = int(task_id)
         self.sweeps.task(task_id)
@@ -478,7 +522,7 @@ class SweepRunner:
             raise
         counts = self.sweeps.counts(task_id)
         note = f"{counts['failed']} item(s) failed" if counts["failed"] else ""
-        self.sweeps.set_status(task_id, "done", note)
+        self.sweeps.set_status(task_id, "done", note, phase=final_phase)
         if progress is not None:
             progress(1.0, f"{counts['done']}/{counts['total']} done ({counts['failed']} failed)")
         return counts

@@ -31,6 +31,7 @@ def app_settings(root: Path, parity_dir: Path, tiny_assets: dict, with_models: b
     return dataclasses.replace(
         base, bert_dir=Path(tiny_assets["bert"]), hubert_dir=Path(tiny_assets["hubert"]), sv_path=Path(tiny_assets["sv"]),
         gpt_weight_dirs=(gpt_dir,), sovits_weight_dirs=(sovits_dir,), device="cpu", precision="fp32",
+        data_dirs=(*base.data_dirs, Path(tiny_assets["ref"]).parent),  # the test references are server files
     )
 
 
@@ -40,7 +41,7 @@ def serve_app(settings):
 
     app = build_app(settings)
     app.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                       **launch_kwargs())
+                       **launch_kwargs(settings))
     return app
 
 
@@ -253,7 +254,10 @@ def test_downloaded_base_models_are_listed(tmp_path, parity_dir, tiny_assets):
     shutil.copy(parity_dir / "s1_v2.ckpt", pm / "s1v3.ckpt")  # shared by v2Pro and v2ProPlus
     shutil.copy(parity_dir / "s2_v2ProPlus.pth.xz", pm / "v2Pro" / "s2Gv2ProPlus.pth")
     services = Services(settings)
-    assert services.gpt_choices() == [("pretrained v2Pro/v2ProPlus · s1v3.ckpt", str((pm / "s1v3.ckpt").resolve()))]
+    (label, value), = services.gpt_choices()
+    assert label == value and label.startswith("pretrained v2Pro/v2ProPlus") and label.endswith(" · s1v3.ckpt")
+    assert str(pm) not in value  # the value is the label: no server path in the page
+    assert services.check_model_path(label, "GPT") == str((pm / "s1v3.ckpt").resolve())
     assert [label for label, _ in services.sovits_choices()] == ["pretrained v2ProPlus · s2Gv2ProPlus.pth"]
     assert services.no_models_message() == ""
     shutil.copy(parity_dir / "s2_v2.pth.xz", Path(settings.sovits_weight_dirs[0]) / "voice.pth")
@@ -267,7 +271,7 @@ def test_downloaded_base_models_are_listed(tmp_path, parity_dir, tiny_assets):
 def test_app_builds_every_tab(served):
     config = served["app"].config
     labels = {c.get("props", {}).get("label") for c in config["components"] if c.get("type") == "tabitem"}
-    assert {"TTS", "ASR", "Finetune", "Eval", "RefAudio"} <= labels
+    assert {"TTS", "ASR", "Dataset", "Finetune", "Eval", "RefAudio"} <= labels
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert {"tts", "tts_ab", "tts_stream", "tts_batch", "tts_batch_cancel", "history_replay", "history_reuse",
             "tts_refresh_models"} <= api_names

@@ -393,7 +393,8 @@ def asr_app(tiny_whisper, tmp_path, service, monkeypatch):
     from pages.asr import build_asr_tab
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio_tmp"))
-    st = dataclasses.replace(settings, whisper_dir=tiny_whisper.parents[1], output_dir=tmp_path / "output")
+    st = dataclasses.replace(settings, whisper_dir=tiny_whisper.parents[1], output_dir=tmp_path / "output",
+                             data_dirs=(tmp_path,))  # the test audio lies in a data folder, as DATA_DIRS says
     svc = ASRService(st.whisper_dir, cpu_threads=2)
     svc._models = service._models  # share the already loaded models
     with gr.Blocks() as demo:
@@ -427,7 +428,8 @@ def test_tab_transcribe_edit_save_and_load(asr_app, audio_dir, tiny_whisper, mon
     client, st = asr_app
     _fast_model_options(monkeypatch)
     model, note = client.predict(None, api_name="/asr_refresh_models")
-    assert model["value"] == str(tiny_whisper) and [c[0] for c in model["choices"]] == [str(tiny_whisper)]
+    name = tiny_whisper.relative_to(st.whisper_dir).as_posix()  # listed by name under WHISPER_DIR, no host path
+    assert model["value"] == name and [c[0] for c in model["choices"]] == [name]
     assert not note
     table, status = client.predict(str(tiny_whisper), "zh", False, 1, "cpu", "int8", False, "keep", "", [],
                                    str(audio_dir / "alice"), api_name="/asr_transcribe")
@@ -513,7 +515,10 @@ def test_tab_errors_become_messages(asr_app, audio_dir, tmp_path):
     client, _ = asr_app
     table, status = client.predict(str(tmp_path / "no-model"), "zh", True, 5, "auto", "auto", False, "keep", "", [],
                                    str(audio_dir), api_name="/asr_transcribe")
-    assert "ASR model folder not found" in status
+    assert "ASR model folder 'no-model' does not exist" in status
+    table, status = client.predict("/etc", "zh", True, 5, "auto", "auto", False, "keep", "", [], str(audio_dir),
+                                   api_name="/asr_transcribe")  # a folder outside the app's: refused, not probed
+    assert "ASR model folder 'etc' cannot be used" in status and "DATA_DIRS" in status
     table, status = client.predict(str(tmp_path / "nothing"), "zh", True, 5, "auto", "auto", False, "keep", "", [],
                                    "", api_name="/asr_transcribe")
     assert "no audio given" in status

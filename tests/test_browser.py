@@ -16,7 +16,7 @@ from test_app import app_settings, serve_app, write_wav
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-TABS = ["TTS", "ASR", "Finetune", "Eval", "RefAudio"]
+TABS = ["TTS", "ASR", "Dataset", "Finetune", "Eval", "RefAudio"]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (scripts/test.sh installs it)")
 
@@ -170,7 +170,8 @@ def test_asr_transcription(browser, tmp_path_factory, parity_dir, tiny_assets):
     root = tmp_path_factory.mktemp("browser_asr")
     build_tiny_whisper(root / "whisper" / "tiny-random")
     settings = dataclasses.replace(app_settings(root, parity_dir, tiny_assets), whisper_dir=root / "whisper")
-    clip = write_wav(root / "clip_for_asr.wav", 2.0, sr=16000)
+    (root / "data").mkdir(exist_ok=True)
+    clip = write_wav(root / "data" / "clip_for_asr.wav", 2.0, sr=16000)  # a data folder: typed paths elsewhere are refused
     app = serve_app(settings)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1100})

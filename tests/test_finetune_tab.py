@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FORM_KEYS = ("name", "version", "list_file", "list_path", "audio_dir", "lang", "min_s", "max_s", "min_snr",
              "ref_min", "ref_max", "val_frac", "test_frac", "split_seed", "pre_s1", "pre_s2g", "pre_s2d",
              "bert_dir", "hubert_dir", "sv_path", "s2_bs", "s2_epochs", "s2_save", "s2_text_lr", "s1_bs",
-             "s1_epochs", "s1_save", "lora", "lora_rank", "device", "precision")
+             "s1_epochs", "s1_save", "lora", "lora_rank", "device", "precision", "asr_check")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def site(tmp_path_factory, parity_dir, tiny_assets):
         base, bert_dir=Path(tiny_assets["bert"]), hubert_dir=Path(tiny_assets["hubert"]),
         sv_path=Path(tiny_assets["sv"]), gpt_weight_dirs=(root / "weights" / "gpt",),
         sovits_weight_dirs=(root / "weights" / "sovits",), experiments_dir=root / "experiments",
-        whisper_dir=root / "whisper", device="cpu", precision="fp32")
+        whisper_dir=root / "whisper", device="cpu", precision="fp32", pretrained_dir=pre)
     for d in (*settings.gpt_weight_dirs, *settings.sovits_weight_dirs, settings.whisper_dir):
         d.mkdir(parents=True, exist_ok=True)
     lst = make_dataset(root / "data")
@@ -67,7 +67,7 @@ def _form(site, **over) -> list:
                   lang="zh", min_s=1.2, max_s=15.0, min_snr=12.0, ref_min=3.0, ref_max=5.0, val_frac=0.05,
                   test_frac=0.05, split_seed=3, pre_s1=str(site["s1"]), pre_s2g=str(site["s2g"]), pre_s2d="",
                   bert_dir="", hubert_dir="", sv_path="", s2_bs=4, s2_epochs=1, s2_save=1, s2_text_lr=0.4, s1_bs=4,
-                  s1_epochs=1, s1_save=1, lora=False, lora_rank=32, device="cpu", precision="fp32")
+                  s1_epochs=1, s1_save=1, lora=False, lora_rank=32, device="cpu", precision="fp32", asr_check=False)
     values.update(over)
     assert tuple(values) == FORM_KEYS
     return list(values.values()) + [None, 5]  # + asr model, held-out sentences used

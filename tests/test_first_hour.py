@@ -126,8 +126,9 @@ def test_eval_tab_fills_baseline_and_finetuned(tmp_path, parity_dir):
     shutil.copy(parity_dir / "s1_v2.ckpt", gdir / "voice-e15.ckpt")
     with gr.Blocks():
         c = build_eval_tab(settings, Services(settings, asr=object()))
-    assert Path(c["gpt_a"].value).name == "s1v3.ckpt" and c["name_a"].value == "baseline"
-    assert Path(c["gpt_b"].value).name == "voice-e15.ckpt" and c["name_b"].value == "finetuned"
+    # the dropdowns hold list labels (folder/name, or "pretrained ... · name"), not server paths
+    assert c["gpt_a"].value.endswith("s1v3.ckpt") and c["name_a"].value == "baseline"
+    assert c["gpt_b"].value.endswith("/voice-e15.ckpt") and c["name_b"].value == "finetuned"
 
 
 # -- item 11 -----------------------------------------------------------------------------------------------------

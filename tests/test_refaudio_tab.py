@@ -142,12 +142,15 @@ def test_role_import_sweep_score_product_and_tts_load(app, tmp_path):
     gpt, sovits, ref_audio, aux, ref_text, ref_lang, text_lang, split, top_k, *rest = map(v, loaded)
     seed, random_seed, _, note = rest[-4:]
     it = svc.result(item)
-    assert gpt == it["params"]["gpt_path"] and sovits == it["params"]["sovits_path"]
+    # the dropdowns get list labels (no server paths in the page) that name the result's files
+    assert services.check_model_path(gpt, "GPT") == it["params"]["gpt_path"]
+    assert services.check_model_path(sovits, "SoVITS") == it["params"]["sovits_path"]
     assert ref_text == REF_TEXT and ref_lang == "zh" and top_k == it["params"]["top_k"] and seed == it["seed"]
     assert random_seed is False and "晴天" in note
     assert Path(ref_audio).read_bytes() == svc.clip_audio(ids[0]).read_bytes()
-    # the loaded values make a valid TTS request
-    req = services.make_request(text="你好。", ref_audio=ref_audio, ref_text=ref_text, gpt_path=gpt, sovits_path=sovits,
+    # the loaded values make a valid TTS request (the page sends the clip back as the library file it served;
+    # this client's downloaded copy is not a server file the app may read)
+    req = services.make_request(text="你好。", ref_audio=str(svc.clip_audio(ids[0])), ref_text=ref_text, gpt_path=gpt, sovits_path=sovits,
                                 top_k=top_k, seed=seed, split_method=split)
     assert req.seed == it["seed"] and req.top_k == it["params"]["top_k"]
 
@@ -179,10 +182,15 @@ def test_path_traversal_refused_and_app_keeps_serving(app, tmp_path):
     client, svc = app["client"], app["services"].refaudio
     role = v(client.predict("safety", "bob", api_name="/refaudio_create_role")[0])
     # the .list path field
-    for path, message in (("../../etc/passwd.list", "contains '..'"), ("/etc/passwd", "not a .list"),
-                          (str(tmp_path / "missing.list"), "not found")):
-        with pytest.raises(Exception, match=message):
+    # the .list path field: the one path policy; a refusal reads the same whether the file exists or not
+    data = app["root"] / "data"
+    data.mkdir(exist_ok=True)
+    for path, message in (("../../etc/passwd.list", "cannot be used"), ("/etc/passwd", "cannot be used"),
+                          (str(tmp_path / "missing.list"), "cannot be used"),
+                          (str(data / "missing.list"), "does not exist")):
+        with pytest.raises(Exception, match=message) as err:
             client.predict(role, None, path, "default", False, api_name="/refaudio_import")
+        assert "root:" not in str(err.value)
     # an uploaded zip with an escaping entry
     evil = _zip(tmp_path / "evil.zip", {"../evil.list": b"a.wav|x|zh|text\n"})
     with pytest.raises(Exception, match="unsafe entry"):
@@ -194,7 +202,7 @@ def test_path_traversal_refused_and_app_keeps_serving(app, tmp_path):
     lst.write_text(f"../../../../etc/hostname|x|zh|text\n{good.name}|x|zh|{REF_TEXT}\n", encoding="utf-8")
     report, *_ = client.predict(role, [handle_file(str(lst)), handle_file(str(good))], "", "default", False,
                                 api_name="/refaudio_import")
-    assert "1 added" in report and "line 1" in report and "'..' refused" in report
+    assert "1 added" in report and "line 1" in report and "absolute path or '..'" in report
     # product import and the TTS preset loader: escaping zip entries, and a preset naming a file outside its folder
     with pytest.raises(Exception, match="unsafe entry"):
         client.predict(role, handle_file(str(evil)), False, api_name="/refaudio_product_import")
@@ -205,10 +213,11 @@ def test_path_traversal_refused_and_app_keeps_serving(app, tmp_path):
                          "sovits": {"file": None, "name": "b", "source_path": str(tmp_path / "none.pth")}},
               "reference": {"audio": "../../../etc/passwd", "text": "t", "language": "zh"}, "params": {}}
     outside = _zip(tmp_path / "outside.zip", {"p/preset.json": json.dumps(preset).encode()})
-    with pytest.raises(Exception, match="missing|Unsafe path|not in its folder"):
+    with pytest.raises(Exception, match="not in this app's model folders"):  # a source_path outside: refused
         client.predict(handle_file(str(outside)), api_name="/tts_load_preset")
-    preset["models"] = {k: {"file": None, "name": k, "source_path": p} for k, p in
-                        (("gpt", app["services"].gpt_choices()[0][1]), ("sovits", app["services"].sovits_choices()[0][1]))}
+    svcs = app["services"]
+    preset["models"] = {k: {"file": None, "name": k, "source_path": svcs.check_model_path(choices()[0][1], kind)}
+                        for k, kind, choices in (("gpt", "GPT", svcs.gpt_choices), ("sovits", "SoVITS", svcs.sovits_choices))}
     outside = _zip(tmp_path / "outside2.zip", {"p/preset.json": json.dumps(preset).encode()})
     with pytest.raises(Exception, match="Unsafe path"):
         client.predict(handle_file(str(outside)), api_name="/tts_load_preset")

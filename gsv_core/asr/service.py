@@ -162,6 +162,24 @@ def list_models(root: str | os.PathLike | None, max_depth: int = 3) -> list[str]
     return sorted(found)
 
 
+def model_names(root: str | os.PathLike | None) -> list[str]:
+    """The model folders of :func:`list_models` named relative to ``root`` (what the pages list, so the page and
+    Gradio's /config never carry the server's absolute paths); :func:`resolve_model` turns a name back."""
+    if not root:
+        return []
+    base = Path(root).expanduser()
+    return [Path(p).relative_to(base).as_posix() or "." for p in list_models(base)]
+
+
+def resolve_model(root: str | os.PathLike | None, value: Any) -> str:
+    """The folder of a name from :func:`model_names`; any other value (a typed path) is returned as given, for the
+    caller's path policy to check."""
+    text = "" if value is None else str(value).strip()
+    if root and text and text in model_names(root):
+        return str(Path(root).expanduser() / text)
+    return text
+
+
 def check_model_dir(model_dir: str | os.PathLike | None) -> Path:
     """The model folder as an absolute path, or an ASRError saying what is missing."""
     if model_dir is None or not str(model_dir).strip():
@@ -364,19 +382,29 @@ def _join_segments(texts: Iterable[str], lang: str) -> str:
 class ASRService:
     """Loads faster-whisper models on demand (once per folder/device/compute type) and transcribes files."""
 
-    def __init__(self, whisper_dir: str | os.PathLike | None = None, cpu_threads: int = 0):
+    def __init__(self, whisper_dir: str | os.PathLike | None = None, cpu_threads: int = 0,
+                 max_audio_seconds: Optional[float] = None):
         self.whisper_dir = Path(whisper_dir) if whisper_dir else None
         self.cpu_threads = int(cpu_threads or 0)
+        self.max_audio_seconds = max_audio_seconds  # a longer file is refused from its header (MAX_AUDIO_MINUTES)
         self._models: dict[tuple[str, str, int, str], Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings) -> "ASRService":
-        return cls(settings.whisper_dir, getattr(settings, "cpu_threads", 0))
+        minutes = getattr(settings, "max_audio_minutes", None)
+        return cls(settings.whisper_dir, getattr(settings, "cpu_threads", 0),
+                   max_audio_seconds=None if minutes is None else float(minutes) * 60)
 
     # models --------------------------------------------------------------------------------------------------
     def list_models(self) -> list[str]:
         return list_models(self.whisper_dir)
+
+    def model_names(self) -> list[str]:
+        return model_names(self.whisper_dir)
+
+    def resolve_model(self, value: Any) -> str:
+        return resolve_model(self.whisper_dir, value)
 
     def default_model(self) -> str:
         """The first model folder under ``whisper_dir``, or an ASRError saying where to put one."""
@@ -467,7 +495,7 @@ class ASRService:
         lang = options.language if options.language != "auto" else ""
         row = ASRRow(path=str(path.resolve()), speaker=speaker, lang=lang, text="")
         try:
-            wav, sr = load_audio(path, sr=16000)
+            wav, sr = load_audio(path, sr=16000, max_seconds=self.max_audio_seconds)
         except GSVError as exc:
             row.error = str(exc)
             return row

@@ -194,6 +194,16 @@ def _find_column(header: Sequence[str], names: Sequence[str]) -> int | None:
     return None
 
 
+def _strict_records(reader, path: Path):
+    start = 1
+    try:
+        for record in reader:
+            yield record
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: line {start}: {exc} (a quote opened there is never closed?)") from None
+
+
 def _parse_csv(path: Path, text: str, default_lang: str, default_speaker: str):
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
@@ -204,10 +214,11 @@ def _parse_csv(path: Path, text: str, default_lang: str, default_speaker: str):
             delimiter = csv.Sniffer().sniff(first, delimiters=",\t;").delimiter
         except csv.Error:
             delimiter = ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # strict: a quote that never closes is an error naming its line, not every later row merged into one cell
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     cols: dict[str, int | None] = {}
-    for record in reader:
+    for record in _strict_records(reader, path):
         if header is None:
             if not any(c.strip() for c in record):
                 continue
@@ -247,7 +258,7 @@ def _parse_csv(path: Path, text: str, default_lang: str, default_speaker: str):
 
 
 def _read(path: str | os.PathLike, audio_dir: str | os.PathLike | None, default_lang: str,
-          default_speaker: str | None) -> DatasetRows:
+          default_speaker: str | None, audio_allowed: Callable[[Path], bool] | None = None) -> DatasetRows:
     path = Path(path).expanduser().absolute()
     text = _decode_text(path)
     base = path.parent
@@ -283,6 +294,10 @@ def _read(path: str | os.PathLike, audio_dir: str | os.PathLike | None, default_
             invalid.append(InvalidRow(lineno, "unsupported_language", why, **common))
             continue
         audio = _resolve_audio(audio_raw, base, adir)
+        if audio_allowed is not None and not audio_allowed(audio):  # the app's path policy: no existence probe
+            invalid.append(InvalidRow(lineno, "missing_audio", f"audio {audio.name!r} cannot be used: it is not in a "
+                                      "folder the app may read (DATA_DIRS or an upload)", **common))
+            continue
         if not audio.is_file():
             hint = ""
             if adir is None and re.match(r"^[A-Za-z]:[\\/]|\\", audio_raw):
@@ -895,8 +910,10 @@ def prepare_dataset(source: str | os.PathLike, layout: ExperimentLayout, *,
                     audio_dir: str | os.PathLike | None = None, default_lang: str = "zh",
                     default_speaker: str | None = None, cleaning: CleaningConfig = CleaningConfig(),
                     split: SplitConfig = SplitConfig(), transcribe: TranscribeFn | None = None,
-                    progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> DataResult:
+                    progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                    audio_allowed: Callable[[Path], bool] | None = None) -> DataResult:
     """Run the whole data stage into ``layout.data_dir`` (see the module docstring) and return its result.
+    ``audio_allowed`` (the app's path policy) may refuse rows whose audio lies outside the folders it may read.
 
     Raises :class:`DatasetError` for an unreadable list, :class:`DataCancelled` when ``cancel()`` turns true
     (analysis done so far is cached), :class:`EmptyDatasetError` when nothing survives (report written first) and
@@ -912,7 +929,7 @@ def prepare_dataset(source: str | os.PathLike, layout: ExperimentLayout, *,
             progress(min(1.0, max(0.0, frac)), msg)
 
     report(0.0, "reading the transcript list")
-    rows = _read(source, audio_dir, default_lang, default_speaker or layout.name)
+    rows = _read(source, audio_dir, default_lang, default_speaker or layout.name, audio_allowed)
     data_dir = layout.data_dir
     with disk_guard("writing the data folder"):
         data_dir.mkdir(parents=True, exist_ok=True)

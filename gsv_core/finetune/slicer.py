@@ -178,7 +178,25 @@ def find_chunks(wav: np.ndarray, sr: int, params: SlicerParams = SlicerParams())
         raise SlicerError(f"hop_size {params.hop_size_ms} ms is shorter than one sample at {sr} Hz")
     if x.shape[0] <= f.min_length:
         return [(0, int(x.shape[0]))]
-    rms = centred_rms(x, f.win, f.hop)
+    return plan_chunks(centred_rms(x, f.win, f.hop), int(x.shape[0]), sr, params)
+
+
+def frames_of(params: SlicerParams, sr: int) -> tuple[int, int]:
+    """``(hop, window)`` in samples of the loudness frames at ``sr`` (what :func:`centred_rms` takes)."""
+    f = _Frames.of(params.validate(), int(sr))
+    if f.hop <= 0:
+        raise SlicerError(f"hop_size {params.hop_size_ms} ms is shorter than one sample at {sr} Hz")
+    return f.hop, f.win
+
+
+def plan_chunks(rms: np.ndarray, n_samples: int, sr: int, params: SlicerParams = SlicerParams()
+                ) -> list[tuple[int, int]]:
+    """The chunks of :func:`find_chunks` from frame loudness computed elsewhere (the dataset flow computes it
+    while streaming a long recording, so the recording never has to be in memory)."""
+    f = _Frames.of(params, int(sr))
+    if n_samples <= f.min_length:
+        return [(0, int(n_samples))]
+    rms = np.asarray(rms, dtype=np.float64)
     total = rms.shape[0]
     cuts = _silences(rms, f)
     if not cuts:

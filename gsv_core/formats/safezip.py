@@ -60,7 +60,7 @@ def check_archive(zip_path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_B
     declared = sum(i.file_size for i in infos)
     if declared > max_bytes:
         raise ZipError(f"{name} unpacks to {declared / 2**20:.0f} MiB, more than the {max_bytes / 2**20:.0f} MiB "
-                       "allowed; refused")
+                       "allowed (MAX_UNPACKED_MB in my_config.py); refused")
     return infos
 
 
@@ -95,7 +95,7 @@ def extract(zip_path: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: 
                         written += len(chunk)
                         if written > max_bytes:
                             raise ZipError(f"{name} unpacks to more than the {max_bytes / 2**20:.0f} MiB allowed "
-                                           "(its headers understate its size); refused")
+                                           "(MAX_UNPACKED_MB; its headers understate its size); refused")
                         out.write(chunk)
                 files.append(Path(info.filename))
         os.replace(staging, dest)

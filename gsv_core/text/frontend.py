@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 
 from gsv_core.languages import LANGUAGES, TEXT_MODES, LanguageError, check_mode, text_modes
 from gsv_core.text.langseg import LangSpan, segment_languages
-from gsv_core.text.split import TextError, preprocess_pieces
+from gsv_core.text.split import TextError, cut_long_run, preprocess_pieces
 from gsv_core.text.tags import (
     Pause,
     TagError,
@@ -196,11 +196,28 @@ def _spans(text: str, lang: str) -> list[LangSpan]:
             if span.lang not in ("zh", "en", "ja", "ko"):
                 span.lang = "zh"
         return _rename(spans, "zh", "yue") if "yue" in mode.reads else spans
+    if mode.language in ("zh", "yue"):
+        _refuse_other_scripts(text, lang)
     if lang.startswith("all_"):
         target = mode.language
         spans = segment_languages(text, "zh" if target == "yue" else target)
         return _rename(spans, "zh", "yue") if target == "yue" else spans
     return _merge_into(segment_languages(text), mode.language)
+
+
+_KANA_OR_HANGUL_RE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+
+
+def _refuse_other_scripts(text: str, lang: str) -> None:
+    """A Chinese mode would read only the kanji of Japanese text (and nothing of Korean) without a word: say so.
+    (Upstream drops the kana/hangul silently; we refuse and name the modes that read them.)"""
+    m = _KANA_OR_HANGUL_RE.search(text)
+    if m:
+        hangul = "\uac00" <= m.group(0) <= "\ud7af" or "\u1100" <= m.group(0) <= "\u11ff" or \
+            "\u3130" <= m.group(0) <= "\u318f"
+        which, modes = ("Korean", "ko, all_ko or auto") if hangul else ("Japanese", "ja, all_ja or auto")
+        raise TextError(f"the text has {which} characters ({m.group(0)!r} at position {m.start() + 1}), which the "
+                        f"{lang} mode would skip: choose {modes}")
 
 
 # ---- per-language cleaning -----------------------------------------------------------------------------------------
@@ -369,7 +386,8 @@ def preprocess_text(
             continue
         if not part.strip("\n"):
             continue
-        for piece in preprocess_pieces(part, split_lang, method):
+        pieces = [p for run in preprocess_pieces(part, split_lang, method) for p in cut_long_run(run, lang=split_lang)]
+        for piece in pieces:
             try:
                 res = text_to_phones(piece, lang, version, **options)
             except NothingToReadError:

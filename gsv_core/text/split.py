@@ -26,6 +26,7 @@ __all__ = [
     "cut",
     "split_sentences",
     "split_big_text",
+    "cut_long_run",
     "replace_consecutive_punctuation",
     "merge_short_pieces",
     "pre_seg_text",
@@ -182,13 +183,27 @@ def split_big_text(text: str, max_len: int = MAX_PIECE_CHARS) -> list[str]:
     current = ""
     for part in _BIG_TEXT_RE.split(text):
         if len(current) + len(part) > max_len:
-            chunks.append(current)
+            if current:  # a first run longer than max_len: upstream appends "" here (and drops it later)
+                chunks.append(current)
             current = part
         else:
             current += part
     if current:
         chunks.append(current)
     return chunks
+
+
+def cut_long_run(piece: str, max_len: int = MAX_PIECE_CHARS, lang: str = "zh") -> list[str]:
+    """``piece`` cut into nearly equal parts of at most ``max_len`` characters, each but the last ending in a comma.
+    Upstream leaves a run without split marks whole (:func:`split_big_text`), which no BERT can read past 510
+    characters; the front end uses this for such runs only, so every other text splits exactly as upstream's."""
+    if len(piece) <= max_len:
+        return [piece]
+    n = -(-len(piece) // (max_len - 1))
+    size = -(-len(piece) // n)
+    parts = [piece[i:i + size] for i in range(0, len(piece), size)]
+    comma = "," if lang == "en" else "，"
+    return [p if p[-1] in SPLIT_MARKS or i == len(parts) - 1 else p + comma for i, p in enumerate(parts)]
 
 
 def replace_consecutive_punctuation(text: str) -> str:

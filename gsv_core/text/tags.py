@@ -56,6 +56,7 @@ _BRACKET_RE = re.compile(r"\[([^\[\]\n]{0,64})\]")
 _PAUSE_HEAD_RE = re.compile(r"\s*pause\b", re.IGNORECASE)
 _PAUSE_RE = re.compile(r"\s*pause\s*=\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*s?\s*$", re.IGNORECASE)
 _PINYIN_SHAPE_RE = re.compile(r"^[A-Za-züÜvV:]{1,7}[1-5]$")
+_ALMOST_PINYIN_RE = re.compile(r"^([A-Za-züÜvV:]{1,7})(\d*)$")
 
 
 class TagError(TextError):
@@ -130,6 +131,13 @@ def parse_tags(text: str) -> list[TextChunk | Pause]:
             chunk = TextChunk("", {}, pos)
             continue
         if not _PINYIN_SHAPE_RE.match(content):
+            near = _ALMOST_PINYIN_RE.match(content)
+            before = text[m.start() - 1] if m.start() > 0 else ""
+            if near and before and is_han(before) and _check_syllable(normalize_pinyin(near.group(1)) + "1") is None:
+                # a pinyin syllable right after a character, but without a usable tone: a typo, not text to read
+                tone = near.group(2)
+                why = f"the tone {tone} is not 1-5 (5 = neutral)" if tone else "the tone digit (1-5) is missing"
+                raise TagError(f"reading tag {tag} at position {where}: {why}, e.g. {before}[{near.group(1)}4]")
             continue  # ordinary text
         before = text[m.start() - 1] if m.start() > 0 else ""
         pinyin = normalize_pinyin(content)

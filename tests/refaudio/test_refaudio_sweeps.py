@@ -134,6 +134,48 @@ def test_crash_in_process_and_killed_process_resume_without_loss_or_duplicates(s
     svc2.close()
 
 
+def test_killed_while_scoring_resumes_scoring_after_restart(service, settings, tmp_path, models):
+    """Issue 14 item 9: a process killed (os._exit) while it measures a finished sweep leaves the task in phase
+    'scoring', not 'done'; the next start of the service measures every result."""
+    role, refs = _role_with_clips(service, tmp_path)
+    task = service.create_task(_spec(role, refs, models, samples=1))
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path.cwd())!r}]
+        from fakes import FakeEngine
+        from ra_helpers import make_settings
+        from refaudio.service import RefAudioService
+        from pathlib import Path
+
+        def dies(paths, lang):
+            os._exit(23)  # killed in the middle of scoring
+
+        svc = RefAudioService(make_settings(Path({str(tmp_path)!r})), engine=FakeEngine(), transcriber=dies,
+                              auto_resume=False)
+        svc.run_task_now({task})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 23, proc.stderr
+    t = service.sweeps.task(task)
+    assert t["phase"] == "scoring" and service.task_status(task)["state"] == "scoring"
+    assert service.sweeps.counts(task)["done"] == 12
+    assert all(r["cer"] is None for r in service.list_results(task))
+    from refaudio.service import RefAudioService
+
+    heard = []
+
+    def transcriber(paths, lang):
+        heard.extend(paths)
+        return ["今天天气很好" for _ in paths]
+
+    svc2 = RefAudioService(settings, engine=FakeEngine(), transcriber=transcriber, auto_resume=True)
+    assert svc2.queue.wait(task, 60).state == "done"
+    rows = svc2.list_results(task)
+    assert len(heard) == len(rows) == 12 and all(r["cer"] is not None for r in rows)
+    assert svc2.sweeps.task(task)["phase"] == "" and svc2.sweeps.counts(task)["done"] == 12
+    svc2.close()
+
+
 def test_scores_metrics_and_compare_persist(settings, tmp_path, models):
     from refaudio.service import RefAudioService
 
@@ -150,6 +192,8 @@ def test_scores_metrics_and_compare_persist(settings, tmp_path, models):
             x = torch.as_tensor(wav16, dtype=torch.float32).reshape(1, -1)
             spec = torch.fft.rfft(x[:, :16000], n=64).abs()
             return spec
+
+        segment_embedding = __call__  # what the similarity scores use (a stand-in: the same vector)
 
     svc = RefAudioService(settings, engine=FakeEngine(), transcriber=transcriber, speaker_encoder=Encoder(),
                           auto_resume=False)
