@@ -52,10 +52,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     else:
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            from .errors import GSVError
+        from .errors import GSVError
 
+        try:
+            device = torch.device(str(name).strip())
+        except (RuntimeError, ValueError):
+            raise GSVError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        if device.type not in ("cpu", "cuda"):
+            raise GSVError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise GSVError(f"device {name!r} was asked for, but no CUDA GPU is available to this torch build")
     if device.type == "cuda":
         configure_cuda()

@@ -136,21 +136,30 @@ def test_stream_matches_whole(served, tiny_assets):
     req = services.make_request(text=TEXT, ref_audio=str(tiny_assets["ref"]), ref_text=REF_TEXT,
                                 gpt_path=services.gpt_choices()[0][1], sovits_path=services.sovits_choices()[0][1],
                                 split_method="cut5", seed=7, max_tokens=TOKENS)
-    chunks, done = [], None
-    for chunk, gen in services.stream(req):
-        if chunk is not None:
-            chunks.append(chunk)
-        else:
-            done = gen
-    assert len(chunks) == 2 and all(sr == 32000 and a.dtype == np.int16 for sr, a in chunks)
     whole = services.synthesize(req).result
-    streamed = sf.read(done.entry.file, dtype="int16")[0]
-    assert abs(len(streamed) - len(whole.int16())) == 0
-    np.testing.assert_allclose(streamed.astype(np.float32), whole.int16().astype(np.float32), atol=8)
-    # the streaming endpoint answers through the API as well
-    job = served["client"].submit(*_params(served, tiny_assets, seed=7), api_name="/tts_stream")
-    final = job.result()
-    assert "streamed 2 fragment(s)" in final[1]
+    for mode, pieces in (("fragments", 2), ("tokens", None)):
+        chunks, done = [], None
+        for chunk, gen in services.stream(req, mode=mode, chunk_tokens=8):
+            if chunk is not None:
+                chunks.append(chunk)
+            else:
+                done = gen
+        assert all(sr == 32000 and a.dtype == np.int16 for sr, a in chunks)
+        assert len(chunks) == (pieces or len(chunks)) and len(chunks) >= 2
+        if mode == "tokens":
+            assert len(chunks) > 2  # pieces inside the fragments
+        streamed = sf.read(done.entry.file, dtype="int16")[0]
+        assert len(streamed) == len(whole.int16())
+        if mode == "fragments":
+            np.testing.assert_allclose(streamed.astype(np.float32), whole.int16().astype(np.float32), atol=8)
+    # the streaming endpoint answers through the API as well (stream mode and chunk size are its last inputs)
+    job = served["client"].submit(*_params(served, tiny_assets, seed=7, sample_steps=0, super_sampling=False),
+                                  "fragments", 24, api_name="/tts_stream")
+    assert "streamed 2 piece(s)" in job.result()[1]
+    job = served["client"].submit(*_params(served, tiny_assets, seed=7, sample_steps=0, super_sampling=False),
+                                  "tokens", 8, api_name="/tts_stream")
+    final = job.result()[1]
+    assert "first audio after" in final and "streamed 2 piece(s)" not in final
 
 
 def test_batch_export_and_malformed_csv(served, tiny_assets, tmp_path):

@@ -287,3 +287,15 @@ def test_host_copy_on_the_cpu():
     out = D.host_copy(t)
     assert out.dtype == np.float32 and out.shape == (1, 1, 640)
     np.testing.assert_array_equal(out, t.float().numpy())
+
+
+def test_unknown_device_names_are_named():
+    from gsv_core.errors import GSVError
+
+    assert D.resolve_device("cpu").type == "cpu"
+    for bad, words in (("gpu", "unknown device"), ("mps", "not supported"), ("", "unknown device")):
+        with pytest.raises(GSVError, match=words):
+            D.resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(GSVError, match="no CUDA GPU"):
+            D.resolve_device("cuda:0")

@@ -111,7 +111,6 @@ class ChunkDecoder:
         if self.finished:
             raise RuntimeError("this fragment's stream has already ended")
         count = int(tokens.numel())
-        self.decoded_tokens = count
         frames = latent_frames(count, self.speed)
         if frames > self.noise.shape[-1]:  # more tokens than announced: draw afresh (never in normal use)
             self.noise = torch.cat([self.noise, torch.randn(*self.noise.shape[:2], frames - self.noise.shape[-1],
@@ -122,7 +121,8 @@ class ChunkDecoder:
         if end_frame * self.hop - keep_back <= self.emitted:
             if final:  # nothing new (cannot happen: the final decode always covers the kept-back tail)
                 self.finished = True
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.float32)  # too few frames beyond the held-back ones: ask again next token
+        self.decoded_tokens = count
         device = self.noise.device
         codes = tokens.to(device).reshape(1, 1, -1)
         text = self.text.to(device).reshape(1, -1)
