@@ -170,7 +170,7 @@ class Engine:
 
     # -- benchmarks ------------------------------------------------------------------------------------------------
     def fix_token_counts(self, counts: Optional[Callable[[str], int]]) -> None:
-        """Benchmarks only: make each fragment emit exactly ``counts(fragment_text)`` semantic tokens (the shared
+        """Benchmarks and tests: make each fragment emit exactly ``counts(fragment_text)`` semantic tokens (the shared
         workload's rule, so two implementations do identical work); None restores normal decoding."""
         self._pipeline.fixed_token_count = counts
 
