@@ -265,7 +265,8 @@ class TTSEngine:
         device = self.registry.device
         limit = job.gpt.config.early_stop_num if r.max_tokens is None else min(job.gpt.config.early_stop_num,
                                                                                 r.max_tokens - 1)
-        decoder = ChunkDecoder(job.sovits, torch.as_tensor(frag.unit.ids, dtype=torch.long), job.condition,
+        text_ids = torch.as_tensor(frag.unit.ids, dtype=torch.long, device=device)
+        decoder = ChunkDecoder(job.sovits, text_ids, job.condition,
                                noise_scale=r.noise_scale, speed=r.speed,
                                generator=torch.Generator(device=device).manual_seed(frag.seed),
                                max_tokens=min(limit + 1, MAX_DECODE_STEPS), plan=plan)
@@ -292,7 +293,7 @@ class TTSEngine:
             # the newest token may still be dropped (it can be EOS, or the step that ends the row): decode the
             # ones before it
             if decoder.due(len(drawn) - 1):
-                piece(torch.as_tensor(drawn[:-1], dtype=torch.long), final=False)
+                piece(torch.as_tensor(drawn[:-1], dtype=torch.long, device=device), final=False)
 
         self._run_s1_mixed([(job, frag)], token_hook=on_token)
         job.timings["s1"] -= decode_time  # _run_s1_mixed timed the pieces decoded inside it as GPT time
