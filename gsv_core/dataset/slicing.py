@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from gsv_core.finetune.slicer import (SLICE_SAMPLE_RATE, SlicerError, SlicerParams, chunk_name, frames_of,
-                                      plan_chunks)
+                                      mix_with_peak, pcm16, plan_chunks)
 
 from .audiostream import AudioStream, CancelFn, ProgressFn, StreamCancelled, part_path
 
@@ -108,22 +108,6 @@ def chunk_peak(scan: LoudnessScan, start: int, end: int) -> float:
     return float(scan.peaks[a:b].max()) if b > a else 0.0
 
 
-def _mix(x: np.ndarray, peak: float, normalize_max: float, alpha: float) -> np.ndarray:
-    """:func:`gsv_core.finetune.slicer.normalize_chunk` with the chunk's peak given (elementwise, so a chunk
-    scaled piece by piece equals the chunk scaled whole)."""
-    out = np.array(x, dtype=np.float32, copy=True)
-    if peak <= 0.0:
-        return out
-    if peak > 1.0:
-        out /= np.float32(peak)
-    return (out / np.float32(peak) * np.float32(normalize_max * alpha) + np.float32(1.0 - alpha) * out).astype(
-        np.float32)
-
-
-def _pcm16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.trunc(x.astype(np.float64) * 32767.0), -32768, 32767).astype(np.int16)
-
-
 def slice_stream(path: str | os.PathLike, out_dir: str | os.PathLike, params: SlicerParams = SlicerParams(), *,
                  stem: Optional[str] = None, max_seconds: Optional[float] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[CancelFn] = None) -> list[Path]:
@@ -170,7 +154,7 @@ def slice_stream(path: str | os.PathLike, out_dir: str | os.PathLike, params: Sl
                     current = (f, target, chunk_peak(scan, start, end))
                 lo, hi = max(start, b_start), min(stop, b_end)
                 if hi > lo:
-                    current[0].write(_pcm16(_mix(block[lo - b_start:hi - b_start], current[2],
+                    current[0].write(pcm16(mix_with_peak(block[lo - b_start:hi - b_start], current[2],
                                                  params.normalize_max, params.alpha)))
                 if stop <= b_end:
                     current[0].close()

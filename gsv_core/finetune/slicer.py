@@ -213,8 +213,14 @@ def plan_chunks(rms: np.ndarray, n_samples: int, sr: int, params: SlicerParams =
 
 def normalize_chunk(chunk: np.ndarray, normalize_max: float, alpha: float) -> np.ndarray:
     """Upstream's loudness mix (see the module docstring); an all-zero chunk is returned unchanged."""
+    peak = float(np.max(np.abs(chunk))) if np.size(chunk) else 0.0
+    return mix_with_peak(chunk, peak, normalize_max, alpha)
+
+
+def mix_with_peak(chunk: np.ndarray, peak: float, normalize_max: float, alpha: float) -> np.ndarray:
+    """:func:`normalize_chunk` with the chunk's peak given (elementwise, so a chunk mixed piece by piece, as the
+    streaming slicer of gsv_core.dataset writes it, equals the chunk mixed whole)."""
     out = np.array(chunk, dtype=np.float32, copy=True)
-    peak = float(np.max(np.abs(out))) if out.size else 0.0
     if peak <= 0.0:
         return out
     if peak > 1.0:
@@ -224,7 +230,7 @@ def normalize_chunk(chunk: np.ndarray, normalize_max: float, alpha: float) -> np
         np.float32)
 
 
-def _pcm16(chunk: np.ndarray) -> np.ndarray:
+def pcm16(chunk: np.ndarray) -> np.ndarray:
     return np.clip(np.trunc(chunk.astype(np.float64) * 32767.0), -32768, 32767).astype(np.int16)
 
 
@@ -260,7 +266,7 @@ def slice_file(path: str | os.PathLike, out_dir: str | os.PathLike, params: Slic
         if piece.size == 0:
             continue
         target = out / chunk_name(stem, start, end)
-        save_wav_guarded(target, _pcm16(normalize_chunk(piece, params.normalize_max, params.alpha)), sr,
+        save_wav_guarded(target, pcm16(normalize_chunk(piece, params.normalize_max, params.alpha)), sr,
                          f"writing the slice {target.name}")
         written.append(target)
     return written
