@@ -546,24 +546,33 @@ def _stat_cell(r: Optional[dict]) -> str:
     return f"{html.escape(str(r.get('mean_std') or _fmt(r.get('mean'))))}{ci}<br><small>n={r['n']}</small>"
 
 
+def _find(rows: list[dict], **match) -> Optional[dict]:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def _stat_table(css: str, corner: list[str], keys: list[tuple], heads: list[str], cell) -> str:
+    """A table of statistic cells (mean ± std [CI] n): one row per key (its parts as header cells under the
+    ``corner`` titles), one column per head (HTML); ``cell(key, i)`` finds the record of column ``i``."""
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in corner) + "".join(f"<th>{h}</th>" for h in heads)
+    body = "".join("<tr>" + "".join(f"<th>{e(str(k))}</th>" for k in key)
+                   + "".join(f"<td>{_stat_cell(cell(key, i))}</td>" for i in range(len(heads))) + "</tr>"
+                   for key in keys)
+    return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _bucket_tables(rows: list[dict], systems: list[str], order: list[str], metrics: list[str],
                    ranges: dict) -> str:
     """One small table per metric: systems x buckets, cells mean ± std [CI] n."""
     e = html.escape
     parts = []
+    heads = [f"{e(b)}<br><small>{e(ranges.get(b, 'all sentences' if b == 'all' else ''))}</small>" for b in order]
     for metric in metrics:
         sub = [r for r in rows if r["metric"] == metric]
-        if not sub:
-            continue
-        head = "".join(f"<th>{e(b)}<br><small>{e(ranges.get(b, 'all sentences' if b == 'all' else ''))}</small></th>"
-                       for b in order)
-        body = ""
-        for name in systems:
-            cells = "".join(f"<td>{_stat_cell(next((r for r in sub if r.get('system') == name and r['bucket'] == b), None))}</td>"
-                            for b in order)
-            body += f"<tr><th>{e(name)}</th>{cells}</tr>"
-        parts.append(f"<div><h3>{e(metric)}</h3><table class='buckets'><thead><tr><th>system</th>{head}</tr>"
-                     f"</thead><tbody>{body}</tbody></table></div>")
+        if sub:
+            table = _stat_table("buckets", ["system"], [(name,) for name in systems], heads,
+                                lambda key, i: _find(sub, system=key[0], bucket=order[i]))
+            parts.append(f"<div><h3>{e(metric)}</h3>{table}</div>")
     return "<div class='grid'>" + "".join(parts) + "</div>"
 
 
@@ -587,14 +596,11 @@ def _prosody_html(data: dict) -> str:
         prefix = key + "_"
         fields = [prefix + f for f in PROSODY_SHOWN if any(r["metric"] == prefix + f for r in rows)]
         systems = [s for s in data["systems"] if any(r.get("system") == s for r in rows)]
-        head = "".join(f"<th>{e(f[len(prefix):])}</th>" for f in fields)
-        body = ""
-        for name in systems:
-            cells = "".join(f"<td>{_stat_cell(next((r for r in rows if r.get('system') == name and r['metric'] == f and r['bucket'] == 'all'), None))}</td>"
-                            for f in fields)
-            body += f"<tr><th>{e(name)}</th>{cells}</tr>"
-        parts.append(f"<h3>{e(title)}: all sentences</h3><table class='prosody'><thead><tr><th>system</th>{head}"
-                     f"</tr></thead><tbody>{body}</tbody></table>")
+        table = _stat_table("prosody", ["system"], [(name,) for name in systems],
+                            [e(f[len(prefix):]) for f in fields],
+                            lambda key, i, rows=rows, fields=fields: _find(rows, system=key[0], metric=fields[i],
+                                                                          bucket="all"))
+        parts.append(f"<h3>{e(title)}: all sentences</h3>{table}")
         key_fields = [f for f in (prefix + "f0_mean_diff_st", prefix + "f0_contour_dtw_st", prefix + "energy_w1_db")
                       if f in fields]
         order = [b for b in labels if any(r["bucket"] == b for r in rows)]
@@ -610,19 +616,13 @@ def _variants_html(data: dict) -> str:
     e = html.escape
     metrics = list(dict.fromkeys(r["metric"] for r in v["summary"]))
     keys = list(dict.fromkeys((r.get("system"), r.get("variant")) for r in v["summary"]))
-    head = "".join(f"<th>{e(m)}</th>" for m in metrics)
-    body = ""
-    for system, variant in keys:
-        cells = "".join(f"<td>{_stat_cell(next((r for r in v['summary'] if r.get('system') == system and r.get('variant') == variant and r['metric'] == m), None))}</td>"
-                        for m in metrics)
-        body += f"<tr><th>{e(str(system))}</th><th>{e(str(variant))}</th>{cells}</tr>"
+    table = _stat_table("variants", ["system", "variant"], keys, [e(m) for m in metrics],
+                        lambda key, i: _find(v["summary"], system=key[0], variant=key[1], metric=metrics[i]))
     return ("<h2 id='variants'>Punctuation / pause sensitivity</h2><p>Each sentence was synthesised as written "
             "(<code>original</code>) and in punctuation variants (no_punct: marks removed; no_commas: pause marks "
             "removed; extra_commas: a comma every 5 words; fullwidth / halfwidth: marks converted). Cells: the "
             "variant minus the same sentence's original (ratio_duration: variant / original), mean ± std, "
-            "bootstrap 95% CI, n.</p>"
-            f"<table class='variants'><thead><tr><th>system</th><th>variant</th>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+            "bootstrap 95% CI, n.</p>" + table)
 
 
 def render_html(data: dict) -> str:

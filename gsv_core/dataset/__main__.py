@@ -15,32 +15,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
+from gsv_core.cli import ProgressBar, stop_on_ctrl_c
 from gsv_core.errors import GSVError
 
 from .flow import STEPS, DatasetCancelled, DatasetFlow
-
-
-class _Bar:
-    """tqdm over 0..1000 driven by (fraction, message) callbacks."""
-
-    def __init__(self, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=desc, unit="‰", dynamic_ncols=True, file=sys.stderr)
-
-    def __call__(self, frac: float, msg: str) -> None:
-        n = int(round(max(0.0, min(1.0, frac)) * 1000))
-        self.bar.update(max(0, n - self.bar.n))
-        self.bar.set_postfix_str(msg[-80:], refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,7 +125,7 @@ def _preview(flow: DatasetFlow, cfg, out: Path, settings) -> None:
     from .slicing import plan, preview_figure, scan_loudness
 
     stem, path, stage = flow.slicer_input(cfg)
-    bar = _Bar("measuring")
+    bar = ProgressBar("measuring")
     try:
         scan = scan_loudness(AudioStream(path, cfg.slicer.sample_rate,
                                          max_seconds=float(settings.max_audio_minutes) * 60), cfg.slicer,
@@ -161,17 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     stop = threading.Event()
 
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after the current window or clip (everything done is kept); Ctrl-C again aborts",
-              file=sys.stderr)
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        pass
+    stop_on_ctrl_c(stop, "stopping after the current window or clip (everything done is kept)")
     bar = None
     try:
         flow = DatasetFlow(settings, args.name)
@@ -184,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.preview:
             _preview(flow, cfg, args.preview, settings)
             return 0
-        bar = _Bar(args.name)
+        bar = ProgressBar(args.name)
         summary = flow.run(cfg, progress=bar, cancel=stop.is_set)
         bar.close()
         bar = None

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from gsv_core.cli import ProgressBar, stop_on_ctrl_c
 from gsv_core.errors import GSVError
 from gsv_core.versions import finetune_versions
 
@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     _select_args(se)
     st = sub.add_parser("status", help="the experiment's settings, stage records, exports and last losses")
     exp_args(st, full=False)
+    de = sub.add_parser("delete", help="delete an experiment's folder (its exported weights only with --exports)")
+    exp_args(de, full=False)
+    de.add_argument("--exports", action="store_true", help="also delete its exported weights from the weight folders")
+    de.add_argument("--yes", "-y", action="store_true", help="delete without asking")
     return p
 
 
@@ -155,35 +159,8 @@ def _config_from_args(settings, args) -> "FinetuneConfig":
     return cfg.validate()
 
 
-class _Bar:
-    """tqdm over 0..1000 driven by (fraction, message) callbacks."""
-
-    def __init__(self, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=desc, unit="‰", dynamic_ncols=True, file=sys.stderr)
-
-    def __call__(self, frac: float, msg: str) -> None:
-        n = int(round(max(0.0, min(1.0, frac)) * 1000))
-        self.bar.update(max(0, n - self.bar.n))
-        self.bar.set_postfix_str(msg[-80:], refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _install_interrupt(stop: threading.Event) -> None:
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after the current step (the state is saved); press Ctrl-C again to abort at once",
-              file=sys.stderr)
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        pass
+    stop_on_ctrl_c(stop, "stopping after the current step (the state is saved)")
 
 
 def _select(settings, *args, **kwargs):
@@ -232,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                   min_interval_ms=args.min_interval, hop_size_ms=args.hop_size,
                                   max_sil_kept_ms=args.max_sil_kept, normalize_max=args.max_amp, alpha=args.alpha)
             params.validate()
-            bar = _Bar("slice")
+            bar = ProgressBar("slice")
             out = slice_folder(args.src, args.out, params, progress=bar, cancel=stop.is_set)
             bar.close()
             bar = None
@@ -242,8 +219,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "status":
             return _status(settings, args.name)
+        if args.command == "delete":
+            from .manage import delete_experiment
+
+            ok = args.yes or (sys.stdin.isatty() and input(f"Delete experiment {args.name}"
+                                                           f"{' and its exported weights' if args.exports else ''}? "
+                                                           "[y/N] ").strip().lower() in ("y", "yes"))
+            if not ok:
+                print(f"error: not deleted: experiment {args.name} (answer y, or pass --yes)", file=sys.stderr)
+                return 2
+            out = delete_experiment(settings, args.name, confirm=True, with_exports=args.exports)
+            print(f"deleted experiment {out['name']} ({out['bytes'] / 2**20:.1f} MB)"
+                  + (f"; removed {len(out['exports_removed'])} exported weight file(s)" if args.exports else
+                     f"; kept {len(out['exports_kept'])} exported weight file(s)"))
+            return 0
         if args.command == "select":
-            bar = _Bar("select")
+            bar = ProgressBar("select")
             res = _select(settings, args.name, args.asr_model, args.asr_language, args.samples,
                                 args.max_sentences, baseline=not args.no_baseline, progress=bar, cancel=stop)
             bar.close()
@@ -261,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from gsv_core.asr import ASRService, transcriber  # composition root: the check uses eval's ASR service
 
             transcribe = transcriber(ASRService.from_settings(settings), cfg.asr_check)
-        bar = _Bar(args.command)
+        bar = ProgressBar(args.command)
         results = exp.run(stages, progress=bar, cancel=stop.is_set, log=lambda m: bar.bar.write(str(m)),
                           transcribe=transcribe)
         bar.close()
@@ -275,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"stopped during {results['cancelled']}: run the same command again to continue", file=sys.stderr)
             return 130
         if args.command == "all" and not args.no_select:
-            bar = _Bar("select")
+            bar = ProgressBar("select")
             res = _select(settings, args.name, args.asr_model, args.asr_language, args.samples,
                                 args.max_sentences, baseline=not args.no_baseline, progress=bar, cancel=stop)
             bar.close()

@@ -15,23 +15,7 @@ import pytest
 import soundfile as sf
 
 from dataset.recordings import BELL_HZ, band_power_db, mixed_recording, tone_power_db
-
-_NUMBERS = {str(i): w for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-
-
-def _words(text: str) -> list[str]:
-    text = text.lower().replace("favourite", "favorite").replace("-", " ")
-    return [_NUMBERS.get(w, w) for w in re.sub(r"[^a-z0-9' ]+", " ", text).split()]
-
-
-def _edit_distance(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
+from helpers.wer import word_errors, words
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +94,9 @@ def test_recordings_to_list_with_cancel_and_resume(env):
         p = Path(r.audio)
         assert p.is_file() and p.parent == flow.folder("normalized") and r.lang_code == "EN"
         assert 1.0 < sf.info(p).duration < 15.0
-    hyp = _words(" ".join(r.text for r in rows))
-    ref = _words(" ".join(env["said"]))
-    wer = _edit_distance(ref, hyp) / len(ref)
+    hyp = words(" ".join(r.text for r in rows))
+    ref = words(" ".join(env["said"]))
+    wer = word_errors(ref, hyp) / len(ref)
     print(f"WER {wer:.3f} over {len(rows)} clips; {elapsed:.0f} s; " + " | ".join(r.text for r in rows))
     assert wer < 0.4
 
