@@ -6,11 +6,12 @@
     python -m eval run --csv outputs.csv --asr-model ...   (a CSV with audio:NAME columns: existing audio is scored)
     python -m eval run --config run.yaml --numerals digits --seed-tts-eval --bucket-by chars --bucket-edges 20,60
     python -m eval run --config run.yaml --variants all --run-dir reports/punct   (punctuation sensitivity)
+    python -m eval run --config run.yaml --devices all     (one engine per local GPU; resume is unchanged)
     python -m eval report RUN_DIR [--bucket-by seconds --bucket-edges 4,10]
     python -m eval asr ...            (the options of python -m gsv_core.asr)
 
 Every flag has a YAML key of the same name (numerals, seed_compatible, drop_interjections, similarity_model,
-wavlm_dir, baseline, buckets: {by, edges, labels}, variants, asr_cache); a flag overrides the file. Every
+wavlm_dir, baseline, buckets: {by, edges, labels}, variants, asr_cache, devices); a flag overrides the file. Every
 ``audio:NAME`` column of the test CSV that names no system becomes an external system (scored, not synthesised).
 
 A run is resumable: start the same command again on the same run folder and finished utterances are skipped.
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                           + ", ".join(_system_params()) + ")")
     run.add_argument("--run-dir", type=Path, help="run folder (default: reports_dir/eval_TIMESTAMP)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument("--devices", help="spread the synthesis over local devices, one engine process each: all (every "
+                                       "GPU when there are two or more), cuda:0,cuda:1, or default (one engine; "
+                                       "default: the JOB_DEVICES setting)")
     score = run.add_argument_group("scoring")
     score.add_argument("--numerals", choices=("off", "zh", "digits"),
                        help="unify numbers before scoring: zh = digits to Chinese numerals, digits = Chinese numerals "
@@ -156,7 +160,8 @@ def _config_from_args(args) -> "RunConfig":
         data["systems"] = systems
     elif params:
         raise EvalError("--param sets parameters of --system entries; give the systems with --system")
-    for key in ("numerals", "seed_compatible", "drop_interjections", "similarity_model", "baseline", "variants"):
+    for key in ("numerals", "seed_compatible", "drop_interjections", "similarity_model", "baseline", "variants",
+                "devices"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     for key in ("wavlm_dir", "sv_path", "asr_cache"):

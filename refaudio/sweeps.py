@@ -18,8 +18,11 @@ seed, ``t`` and ``s``), so cells differ only by what the task varies, and a resu
 Running: pending items are claimed in a transaction (status 'running'), grouped by (GPT, SoVITS), synthesised in
 chunks with :meth:`TTSEngine.synthesize_many`; each result's WAV and spectrogram are written atomically and the
 item is marked done in one transaction. A chunk that fails is retried item by item, so one bad item is recorded
-'failed' with its error and the rest go on. Items left 'running' by a killed process go back to 'pending' when a
-runner starts. The UNIQUE (task, cell, ref, text, sample) key means a result is never created twice.
+'failed' with its error and the rest go on. With ``devices`` (two or more, :func:`gsv_core.api.job_devices`) the
+runner claims a chunk per device and spreads it over an engine pool (one engine process per device); the results
+come back here in order and are stored exactly the same way, so resume is unchanged. Items left 'running' by a
+killed process go back to 'pending' when a runner starts. The UNIQUE (task, cell, ref, text, sample) key means a
+result is never created twice.
 """
 from __future__ import annotations
 
@@ -380,9 +383,14 @@ class Sweeps:
 
 
 class SweepRunner:
-    """Synthesises a task's pending items. ``engine`` is anything with ``synthesize_many(requests, cancel=...)``."""
+    """Synthesises a task's pending items. ``engine`` is anything with ``synthesize_many(requests, cancel=...)``;
+    ``devices`` (``all``, ``cuda:0,cuda:1``, ...) spreads every run over an engine pool made by ``engine.pool``
+    (or is an open :class:`gsv_core.api.EnginePool` to use; its owner closes it)."""
 
-    def __init__(self, sweeps: Sweeps, engine: Any, out_root: Path, guard: PathGuard, chunk_size: int = 8):
+    def __init__(self, sweeps: Sweeps, engine: Any, out_root: Path, guard: PathGuard, chunk_size: int = 8,
+                 devices: Any = None):
+        self.devices = devices
+        self._synth = engine  # the engine, or the engine pool while a run is spread over devices
         self.sweeps = sweeps
         self.db = sweeps.db
         self.library = sweeps.library
@@ -394,7 +402,7 @@ class SweepRunner:
     def task_dir(self, task_id: int) -> Path:
         return self.out_root / f"task_{int(task_id)}"
 
-    def _claim(self, task_id: int) -> list[dict]:
+    def _claim(self, task_id: int, limit: Optional[int] = None) -> list[dict]:
         with self.db.transaction() as conn:
             first = conn.execute(
                 "SELECT c.gpt_path, c.sovits_path FROM items i JOIN task_cells c ON c.id = i.cell_id "
@@ -407,7 +415,8 @@ class SweepRunner:
                 "JOIN task_cells c ON c.id = i.cell_id JOIN task_texts t ON t.id = i.text_id "
                 "JOIN task_refs r ON r.id = i.ref_id "
                 "WHERE i.task_id = ? AND i.status = 'pending' AND c.gpt_path = ? AND c.sovits_path = ? "
-                "ORDER BY c.position, i.id LIMIT ?", (task_id, first[0], first[1], self.chunk_size)).fetchall()]
+                "ORDER BY c.position, i.id LIMIT ?",
+                (task_id, first[0], first[1], limit or self.chunk_size)).fetchall()]
             for r in rows:
                 conn.execute("UPDATE items SET status = 'running', attempts = attempts + 1 WHERE id = ?",
                              (r["id"],))
@@ -463,8 +472,16 @@ class SweepRunner:
                 self._fail(item, str(exc))
         if not prepared:
             return
+        each = getattr(self._synth, "synthesize_each", None)
+        if each is not None:  # an engine pool: a result or an error per item, in order
+            for (item, _), out in zip(prepared, each([r for _, r in prepared], cancel=cancel_event)):
+                if isinstance(out, BaseException):
+                    self._fail(item, _describe(out))
+                else:
+                    self._store(item, out)
+            return
         try:
-            results = self.engine.synthesize_many([r for _, r in prepared], cancel=cancel_event)
+            results = self._synth.synthesize_many([r for _, r in prepared], cancel=cancel_event)
         except Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - isolate the item that broke the batch
@@ -475,7 +492,7 @@ class SweepRunner:
                 if cancel_event.is_set():
                     raise Cancelled("Synthesis was cancelled.") from None
                 try:
-                    result = self.engine.synthesize_many([req], cancel=cancel_event)[0]
+                    result = self._synth.synthesize_many([req], cancel=cancel_event)[0]
                 except Cancelled:
                     raise
                 except Exception as single:  # noqa: BLE001
@@ -490,15 +507,24 @@ class SweepRunner:
             cancel: Optional[Callable[[], bool]] = None, final_phase: str = "") -> dict:
         """Run every pending item of a task; returns its counts. Cancelling leaves the rest pending (resumable).
         ``final_phase`` is stored with the final 'done' status (the service passes 'scoring')."""
-        from gsv_core.api import Cancelled
+        from gsv_core.api import Cancelled, EnginePool, job_devices
 
         task_id = int(task_id)
         self.sweeps.task(task_id)
+        given = self.devices if isinstance(self.devices, EnginePool) else None
+        names = [] if given is not None else job_devices(self.devices)
         self.sweeps.recover(task_id)
         self.sweeps.set_status(task_id, "running", "")
         event = _CancelBridge(cancel)
         claimed: list[dict] = []
+        pool = given
         try:
+            if names and self.sweeps.counts(task_id)["pending"]:
+                if progress is not None:
+                    progress(0.0, f"starting {len(names)} engines on {', '.join(names)}")
+                pool = self.engine.pool(names)
+            self._synth = pool or self.engine
+            limit = self.chunk_size * (pool.size if pool is not None else 1)  # a chunk per engine
             while True:
                 if event.is_set():
                     raise Cancelled("cancelled")
@@ -507,7 +533,7 @@ class SweepRunner:
                     finished = counts["done"] + counts["failed"]
                     progress(finished / max(1, counts["total"]),
                              f"{finished}/{counts['total']} done ({counts['failed']} failed)")
-                claimed = self._claim(task_id)
+                claimed = self._claim(task_id, limit)
                 if not claimed:
                     break
                 self._synthesize(claimed, event)
@@ -520,6 +546,10 @@ class SweepRunner:
             self._release(claimed)
             self.sweeps.set_status(task_id, "failed", _describe(exc))
             raise
+        finally:
+            self._synth = self.engine
+            if pool is not None and pool is not given:
+                pool.close()
         counts = self.sweeps.counts(task_id)
         note = f"{counts['failed']} item(s) failed" if counts["failed"] else ""
         self.sweeps.set_status(task_id, "done", note, phase=final_phase)
