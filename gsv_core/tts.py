@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-chunk", type=int, default=24, metavar="N",
                    help="token mode: decode every N semantic tokens (25 per second of speech; the first piece after "
                         "N/2). Smaller = earlier first audio, more work")
+    p.add_argument("--tokens-out", metavar="FILE",
+                   help="single mode: also write the take's semantic tokens (JSON, one list per fragment) to FILE")
+    p.add_argument("--tokens-in", metavar="FILE",
+                   help="freeze: re-synthesise the semantic tokens of FILE (written by --tokens-out) without the GPT, "
+                        "e.g. with another --speed, --ref or --sovits (same text and --split)")
     p.add_argument("--bert", help="BERT folder (default from config)")
     p.add_argument("--hubert", help="HuBERT folder (default from config)")
     p.add_argument("--sv", help="speaker-verification model (v2Pro/v2ProPlus; default from config)")
@@ -79,6 +84,13 @@ def base_request(args: argparse.Namespace) -> SynthesisRequest:
     """The request the flags describe (unset flags keep the schema's defaults)."""
     values = {name: getattr(args, name) for name in PARAMETERS if name not in _NOT_FLAGS}
     values["text"] = args.text or ""
+    if getattr(args, "tokens_in", None):
+        if values.get("semantic_tokens"):
+            raise GSVError("give the frozen tokens once: --tokens-in FILE or --semantic-tokens JSON")
+        try:
+            values["semantic_tokens"] = Path(args.tokens_in).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise GSVError(f"--tokens-in: cannot read {args.tokens_in} ({exc.strerror or exc})") from None
     return SynthesisRequest.from_mapping(values, where="flags")
 
 
@@ -126,6 +138,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
         result = engine.synthesize(base)
         result.save(args.output)
+        if args.tokens_out:
+            import json
+
+            Path(args.tokens_out).write_text(json.dumps(result.semantic_tokens), encoding="utf-8")
+            print(f"wrote the semantic tokens of {len(result.fragments)} fragment(s) to {args.tokens_out}")
         t = result.timings
         print(f"wrote {args.output}: {result.duration:.2f} s, RTF {result.rtf:.3f}, seed {result.seed}, "
               f"{result.version} ({result.gpt} + {result.sovits})")

@@ -14,6 +14,11 @@ Streaming (:meth:`TTSEngine.stream`): ``mode="tokens"`` (default) emits SoVITS a
 while the GPT is still decoding (:mod:`.streaming`; v1/v2/v2Pro/v2ProPlus), ``mode="fragments"`` one fragment at a
 time (the only mode for v3/v4, as upstream).
 
+Freeze: a request carrying ``semantic_tokens`` (one token list per fragment, e.g. ``result.semantic_tokens`` of an
+earlier take) skips the GPT and its BERT features; SoVITS decodes those tokens with the request's speed, noise,
+references and model (upstream's "if_freeze"). ``split_bucket`` orders a GPT batch group by phone count before it is
+cut into batches. ``sv_ref`` (v2Pro/v2ProPlus) gives the main reference's speaker embedding from another clip.
+
 Determinism: fragment ``i`` of a request with seed ``s`` samples its GPT tokens from its own generator seeded with
 ``s + i`` and draws its SoVITS noise from another seeded with ``s + i`` (frame by frame, so that the token stream uses
 the same noise), so a sentence comes out the same whether it is synthesised alone, in a batch, in a multi-request
@@ -35,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import GSVError
+from ..messages import keyed
 from ..versions import VERSIONS, is_cfm, is_pro
 from ..loading import check_pairing
 from ..models.s1 import MAX_DECODE_STEPS, fixed_length_hook
@@ -42,7 +48,7 @@ from ..models.sampling import SamplingParams
 from . import cfm_decode
 from .reference import ReferenceCache
 from .registry import ModelRegistry
-from .request import AudioChunk, FragmentInfo, RequestError, SynthesisRequest, SynthesisResult
+from .request import AudioChunk, FragmentInfo, RequestError, SynthesisRequest, SynthesisResult, _token_lists
 from .streaming import ChunkDecoder, StreamPlan, frame_noise
 from .textfeatures import TextFeaturizer, TextUnit
 from .tts_log import TTSLog
@@ -89,12 +95,19 @@ class _Job:
     vocoder: Any = None  # v3/v4
     super_sampler: Any = None  # v3 with super_sampling: the AP-BWE model applied to the joined audio
     condition: Any = None  # v1/v2/Pro: the references' ReferenceCondition, computed once per request
+    frozen: bool = False  # the request brought its semantic tokens ("freeze"): no GPT run
+
+    @property
+    def pending(self) -> list["_Fragment"]:
+        """The fragments whose semantic tokens the GPT still has to predict (none for a frozen request)."""
+        return [] if self.frozen else self.fragments
 
     @property
     def s1_group_key(self) -> tuple:
         r = self.request
         prompt = None if self.prompt_tokens is None else tuple(self.prompt_tokens.tolist())
-        return (id(self.gpt), prompt, r.top_k, r.top_p, r.temperature, r.repetition_penalty, r.parallel, r.max_tokens)
+        return (id(self.gpt), prompt, r.top_k, r.top_p, r.temperature, r.repetition_penalty, r.parallel, r.max_tokens,
+                r.split_bucket)
 
 
 class TTSEngine:
@@ -190,7 +203,7 @@ class TTSEngine:
             raise RequestError(f"unknown stream mode {mode!r}; use one of {', '.join(STREAM_MODES)}")
         with torch.inference_mode():
             job = self._prepare(request)
-        if mode == "fragments" or job.cfm_ref is not None:
+        if mode == "fragments" or job.cfm_ref is not None or job.frozen:  # frozen tokens: no GPT to stream from
             yield from self._stream_fragments(job, cancel)
         else:
             yield from self._stream_tokens(job, cancel, plan or StreamPlan())
@@ -202,8 +215,9 @@ class TTSEngine:
         for start in range(0, len(job.fragments), size):
             group = job.fragments[start : start + size]
             _check(cancel)
-            with torch.inference_mode():  # not held across a yield: the consumer's code runs outside it
-                self._run_s1(job, group)
+            if not job.frozen:
+                with torch.inference_mode():  # not held across a yield: the consumer's code runs outside it
+                    self._run_s1(job, group)
             for frag in group:
                 _check(cancel)
                 with torch.inference_mode():
@@ -304,6 +318,7 @@ class TTSEngine:
 
     def _prepare(self, req: SynthesisRequest) -> _Job:
         req.validate()
+        frozen = _token_lists(req.semantic_tokens)
         max_chars = int(getattr(self.settings, "max_text_chars", 0) or 0)
         if max_chars and len(req.text) > max_chars:
             raise RequestError(f"The text has {len(req.text)} characters; one request takes at most {max_chars} "
@@ -339,7 +354,12 @@ class TTSEngine:
             sv = None
             if is_pro(version):
                 speaker = self.registry.speaker(self.sv_path)
-                sv = [self.refs.speaker_embedding(r, speaker).to(device, dtype) for r in [ref, *aux]]
+                # the speaker embedding of the main reference comes from sv_ref when one is given (a clip chosen
+                # for the timbre, apart from the prompt whose text and prosody the GPT continues)
+                sv_source = ref
+                if req.sv_ref is not None and not (isinstance(req.sv_ref, str) and not req.sv_ref.strip()):
+                    sv_source = self.refs.reference(req.sv_ref, check_duration=False)
+                sv = [self.refs.speaker_embedding(r, speaker).to(device, dtype) for r in [sv_source, *aux]]
             prompt_tokens = hubert = None
             if not req.ref_free:
                 hubert = self.registry.hubert(self.hubert_dir)
@@ -349,7 +369,8 @@ class TTSEngine:
         if not req.ref_free:
             prompt_unit = self.text.prompt_unit(req.ref_text, req.ref_lang, symbols, timings)
             prompt_ids = torch.as_tensor(prompt_unit.ids, dtype=torch.long)
-            prompt_bert = self.text.bert_for(prompt_unit, timings)
+            if frozen is None:  # BERT features feed only the GPT
+                prompt_bert = self.text.bert_for(prompt_unit, timings)
         cfm_ref = None
         if cfm:
             with _timed(timings, "reference"):
@@ -364,26 +385,38 @@ class TTSEngine:
             if max_fragments and len(fragments) >= max_fragments:
                 raise RequestError(f"The text is cut into more than {max_fragments} pieces (MAX_FRAGMENTS in "
                                    "my_config.py); split it, or use a split method that makes longer pieces.")
-            bert = self.text.bert_for(piece[1], timings)
+            bert = self.text.bert_for(piece[1], timings) if frozen is None else None
             fragments.append(_Fragment(piece[0], piece[1], bert, (seed + len(fragments)) % 2**32, pause_after))
         if not fragments:
             raise RequestError("Nothing to synthesise: the text has no speakable content after normalisation.")
+        if frozen is not None:  # "freeze": the tokens of an earlier take, fragment by fragment; no GPT run
+            if len(frozen) != len(fragments):
+                raise keyed(RequestError, "tts.freeze_mismatch", tokens=len(frozen), fragments=len(fragments))
+            for frag, tokens in zip(fragments, frozen):
+                frag.tokens = torch.as_tensor(tokens, dtype=torch.long)
         condition = None
         if not cfm:
             with _timed(timings, "reference"):
                 condition = sovits.reference_condition(specs, sv)
         return _Job(req, gpt, gpt_info, sovits, sovits_info, seed, prompt_ids, prompt_bert, prompt_tokens, specs,
-                    sv, fragments, timings, started, rate, cfm_ref, vocoder, super_sampler, condition)
+                    sv, fragments, timings, started, rate, cfm_ref, vocoder, super_sampler, condition,
+                    frozen=frozen is not None)
 
     # -- GPT ---------------------------------------------------------------------------------------------------
 
     def _semantic(self, jobs: list[_Job], cancel, step: Callable[[str], None]) -> None:
         groups: dict[tuple, list[tuple[_Job, _Fragment]]] = {}
         for job in jobs:
-            for frag in job.fragments:
+            for frag in job.pending:
                 groups.setdefault(job.s1_group_key, []).append((job, frag))
+            for _ in range(len(job.fragments) - len(job.pending)):  # frozen: the request brought its tokens
+                step("reusing the frozen semantic tokens")
         for members in groups.values():
             size = members[0][0].request.batch_size if members[0][0].request.parallel else 1
+            if members[0][0].request.split_bucket and size > 1:
+                # fragments of similar phone counts in the same batch (less padding); each fragment keeps its own
+                # seed, so its tokens are the same in any batch
+                members = sorted(members, key=lambda m: len(m[1].unit.ids))
             for start in range(0, len(members), size):
                 _check(cancel)
                 batch = members[start : start + size]
@@ -473,7 +506,8 @@ class TTSEngine:
 
     def _fragment_info(self, job: _Job, frag: _Fragment) -> FragmentInfo:
         return FragmentInfo(frag.text, frag.unit.norm_text, len(frag.unit.ids), int(frag.tokens.numel()), frag.seed,
-                            len(frag.audio) / job.rate, frag.pause_after, frag.hit_limit)
+                            len(frag.audio) / job.rate, frag.pause_after, frag.hit_limit,
+                            tuple(int(t) for t in frag.tokens.tolist()))
 
     def _finish(self, job: _Job) -> SynthesisResult:
         t0 = time.perf_counter()

@@ -17,10 +17,14 @@ import numpy as np
 
 from .. import languages
 from ..errors import GSVError
+from ..messages import keyed
 
 #: A reference: a file path, or a (sample_rate, samples) pair as Gradio's numpy audio gives it.
 AudioSource = Union[str, Path, tuple]
 
+TEXT_EMPTY, NO_REFERENCE = "the text is empty", "no reference audio was given"
+#: the Chinese of the problems a user meets most (the others are shown in English inside the Chinese sentence)
+PROBLEMS_ZH = {TEXT_EMPTY: "文本为空", NO_REFERENCE: "没有提供参考音频"}
 SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
 MAX_SAMPLE_STEPS = 128  # upstream's largest choice (v3)
 
@@ -39,6 +43,9 @@ class SynthesisRequest:
     gpt_path: Optional[Union[str, Path]] = None  # None: the engine's current GPT
     sovits_path: Optional[Union[str, Path]] = None  # None: the engine's current SoVITS
     aux_refs: tuple = ()  # extra references whose timbre is averaged in (SoVITS "fusion")
+    #: SoVITS v2Pro/v2ProPlus only: the clip whose speaker embedding conditions the voice instead of the prompt
+    #: reference's (None: the prompt reference's own); ignored by the other versions
+    sv_ref: Optional[AudioSource] = None
     split_method: str = "cut1"
     top_k: int = 15
     top_p: float = 1.0
@@ -50,6 +57,9 @@ class SynthesisRequest:
     seed: int = -1  # -1: a random seed, reported in the result
     batch_size: int = 8  # fragments decoded together by the GPT (and sampled together by the v3/v4 CFM)
     parallel: bool = True  # batched GPT decoding (upstream's parallel_infer)
+    #: batch fragments of similar phone counts together (upstream's split_bucket: less padding in a GPT batch;
+    #: results stay in text order, and a fragment's tokens do not depend on its batch)
+    split_bucket: bool = False
     max_tokens: Optional[int] = None  # cap on semantic tokens per fragment (25 per second); None: the model's limit
     #: SoVITS v3/v4 only: CFM sampling steps; None (0 in a form or CSV) = the version's default (v3 32, v4 8, as
     #: upstream's inference webui), ignored by the other versions
@@ -57,12 +67,16 @@ class SynthesisRequest:
     #: SoVITS v3 only: AP-BWE super-sampling of the 24 kHz output to 48 kHz (needs g_24kto48k.zip + config.json);
     #: ignored by the other versions, as upstream does
     super_sampling: bool = False
+    #: "freeze": the semantic tokens of each fragment from an earlier result (``result.semantic_tokens``); the GPT
+    #: is skipped and SoVITS decodes these with this request's speed, noise, references and SoVITS model. The text
+    #: must cut into as many fragments as there are token lists. None: the GPT predicts them.
+    semantic_tokens: Optional[tuple] = None
     id: str = ""  # caller's label (batch CSV id)
 
     def validate(self) -> "SynthesisRequest":
         problems = []
         if not isinstance(self.text, str) or not self.text.strip():
-            problems.append("the text is empty")
+            problems.append(TEXT_EMPTY)
         for what, code, needed in (("text language", self.text_lang, True), ("reference language", self.ref_lang,
                                                                              bool(self.ref_text))):
             if needed:
@@ -98,10 +112,18 @@ class SynthesisRequest:
                             f"{self.sample_steps!r}")
         if not isinstance(self.super_sampling, bool):
             problems.append(f"super_sampling must be true or false, not {self.super_sampling!r}")
+        if not isinstance(self.split_bucket, bool):
+            problems.append(f"split_bucket must be true or false, not {self.split_bucket!r}")
+        if self.semantic_tokens is not None:
+            try:
+                _token_lists(self.semantic_tokens)
+            except ValueError as exc:
+                problems.append(f"semantic_tokens: {exc}")
         if self.ref_audio is None or (isinstance(self.ref_audio, str) and not self.ref_audio.strip()):
-            problems.append("no reference audio was given")
+            problems.append(NO_REFERENCE)
         if problems:
-            raise RequestError("Cannot synthesise: " + "; ".join(problems) + ".")
+            raise keyed(RequestError, "request.invalid", problems="; ".join(problems),
+                        problems_zh="；".join(PROBLEMS_ZH.get(p, p) for p in problems))
         return self
 
     def replace(self, **changes: Any) -> "SynthesisRequest":
@@ -158,8 +180,10 @@ class SynthesisRequest:
                 v = str(v)
             elif isinstance(v, tuple) and f.name == "aux_refs":
                 v = [str(a) for a in v]
-            elif f.name == "ref_audio" and v is not None and not isinstance(v, str):
+            elif f.name in ("ref_audio", "sv_ref") and v is not None and not isinstance(v, str):
                 v = "<audio array>" if isinstance(v, tuple) else str(v)
+            elif f.name == "semantic_tokens" and v is not None:
+                v = [list(t) for t in v]
             out[f.name] = v
         return out
 
@@ -248,6 +272,37 @@ def _audio_list(raw: Any) -> tuple:
     raise ValueError(f"expected a list of audio files, got {type(raw).__name__}")
 
 
+#: semantic token ids are codebook indices of the SoVITS quantizer (1024 entries; the GPT's EOS is 1024)
+SEMANTIC_VOCAB = 1024
+
+
+def _token_lists(raw: Any) -> Optional[tuple]:
+    """Frozen semantic tokens: one list of token ids per fragment, as a list of lists or its JSON text (a CSV
+    cell, a CLI flag); None or "" = none."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ValueError("expected JSON: a list of token lists, one per fragment, e.g. [[12, 845, 3], [7, 7]]") \
+                from None
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValueError("expected a non-empty list of token lists, one per fragment")
+    out = []
+    for n, tokens in enumerate(raw, 1):
+        if hasattr(tokens, "tolist"):  # a tensor or an array
+            tokens = tokens.tolist()
+        if not isinstance(tokens, (list, tuple)) or not tokens:
+            raise ValueError(f"fragment {n}: expected a non-empty list of token ids")
+        if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < SEMANTIC_VOCAB for t in tokens):
+            raise ValueError(f"fragment {n}: token ids must be whole numbers in 0..{SEMANTIC_VOCAB - 1}")
+        out.append(tuple(tokens))
+    return tuple(out)
+
+
 def _mode(raw: Any) -> str:
     code = _text(raw).strip().lower()
     if code not in languages.TEXT_MODES:
@@ -277,6 +332,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("ref_text", _text, "transcript of the reference (empty: reference-free, v2 and later)"),
     Parameter("ref_lang", _mode, "language of the reference transcript"),
     Parameter("aux_refs", _audio_list, "extra references whose timbre is averaged in (';'-separated in a CSV)"),
+    Parameter("sv_ref", _audio, "SoVITS v2Pro/v2ProPlus: speaker-embedding reference (empty: the prompt reference)"),
     Parameter("gpt_path", _path_or_none, "GPT weights (.ckpt)"),
     Parameter("sovits_path", _path_or_none, "SoVITS weights (.pth)"),
     Parameter("split_method", _split, "how long text is cut into fragments (cut0..cut5)"),
@@ -290,10 +346,13 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("seed", _integer, "-1: random; the seed used is reported"),
     Parameter("batch_size", _integer, "fragments decoded together by the GPT (and the v3/v4 CFM)"),
     Parameter("parallel", _boolean, "batched GPT decoding"),
+    Parameter("split_bucket", _boolean, "batch fragments of similar length together (less padding)"),
     Parameter("max_tokens", _optional_tokens, "semantic tokens per fragment at most (25 per second; 0 = model limit)"),
     Parameter("sample_steps", _optional_steps, "SoVITS v3/v4: CFM sampling steps (0 = the version's default: v3 32, "
                                                "v4 8)"),
     Parameter("super_sampling", _boolean, "SoVITS v3: super-sample the 24 kHz output to 48 kHz (AP-BWE)"),
+    Parameter("semantic_tokens", _token_lists, "freeze: semantic tokens per fragment from an earlier result (JSON "
+                                               "list of lists); the GPT is skipped"),
     Parameter("id", _text, "the caller's label (batch CSV id)"),
 )}
 #: other names front ends use for fields (a CSV's "ref" and "lang", an eval system's "gpt" and "sovits")
@@ -315,6 +374,7 @@ class FragmentInfo:
     seconds: float
     pause_after: float
     hit_limit: bool = False  # the GPT stopped at the token cap instead of an end-of-speech token
+    semantic: tuple = ()  # the fragment's semantic token ids (what a frozen request takes back)
 
     @property
     def warning(self) -> str:
@@ -359,6 +419,12 @@ class SynthesisResult:
     @property
     def tokens(self) -> int:
         return sum(f.tokens for f in self.fragments)
+
+    @property
+    def semantic_tokens(self) -> list[list[int]]:
+        """Each fragment's semantic tokens: pass them as a request's ``semantic_tokens`` to re-synthesise this
+        take without the GPT (another speed, reference or SoVITS model)."""
+        return [list(f.semantic) for f in self.fragments]
 
     @property
     def warnings(self) -> list[str]:

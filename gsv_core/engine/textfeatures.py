@@ -91,6 +91,14 @@ class TextFeaturizer:
         for piece_text, unit, after in pieces:
             yield (piece_text, unit), after
 
+    def preview(self, text: str, lang: str, method: str, version: str, pause: float):
+        """How :meth:`fragments` will cut and read ``text`` (a :class:`gsv_core.engine.preview.TextPreview`:
+        pieces, language segments, phones, pinyin, pauses), without BERT; raises the front end's TextError."""
+        from .preview import build_preview
+
+        results = preprocess_text(text, lang, version, method, **self._options()[0])
+        return build_preview(text, lang, method, version, results, pause)
+
     def bert_for(self, unit: TextUnit, timings: dict) -> torch.Tensor:
         """[1024, len(unit.ids)] on the CPU, in the engine's dtype."""
         key = tuple((s.lang, s.norm_text, tuple(s.word2ph or ()), len(s.phone_ids)) for s in unit.segments)
