@@ -6,10 +6,24 @@
     python -m refaudio sweep create --role R --compare top_k --values '[5,15,30]' --base '{"gpt_path":..., ...}'
                                     --refs 1,2 --text "..." [--text ...] [--samples 2] [--run]
     python -m refaudio sweep run TASK_ID
+    python -m refaudio --devices all sweep run TASK_ID          (one engine per local GPU; resume is unchanged)
     python -m refaudio results TASK_ID [--sort duration] [--asc] [--limit 50] [--json]
     python -m refaudio score TASK_ID --auto | --item ID --score 0-5 [--remark TEXT]
     python -m refaudio product save --item ID --name NAME | product list [--role R]
     python -m refaudio export PRODUCT_ID[,ID...] [--out FILE.zip] [--models]
+
+Management (every delete asks for confirmation unless --yes):
+
+    python -m refaudio clip delete ID[,ID...] [--yes]          (refused while a product or task uses a clip)
+    python -m refaudio role export ROLE [--folder] [--category C] [--valid] [--out PATH]
+    python -m refaudio role delete ROLE [--force] [--yes]      (--force: a role with clips/tasks/products)
+    python -m refaudio task list [--role R] | rename ID NAME | note ID TEXT | delete ID [--yes]
+    python -m refaudio product edit ID [--name N] [--category C] [--remark R] [--score S] [--params JSON]
+                                       [--ref CLIP] [--aux IDS] | product delete ID [--yes]
+    python -m refaudio texts list [--search S] [--lang L] [--tag T] | add NAME TEXT [--lang L] [--tags a,b]
+                             [--note N] | edit NAME_OR_ID [--name] [--text] [--lang] [--tags] [--note]
+                             | delete NAME_OR_ID [--yes]
+    python -m refaudio sweep create ... --library-text NAME     (a library text with its own language)
 """
 from __future__ import annotations
 
@@ -20,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from gsv_core.cli import ProgressBar
 from gsv_core.errors import GSVError
 
 
@@ -37,6 +52,8 @@ def _settings(args):
             changes[name] = Path(getattr(args, name)).resolve()
     if args.device:
         changes["device"] = args.device
+    if args.devices is not None:
+        changes["job_devices"] = args.devices
     return dataclasses.replace(s, **changes) if changes else s
 
 
@@ -88,23 +105,6 @@ def _json(text: Optional[str], what: str):
         raise GSVError(f"--{what} is not valid JSON: {exc}") from None
 
 
-class _Bar:
-    """tqdm over progress(fraction, message)."""
-
-    def __init__(self, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc=desc, file=sys.stderr, leave=False)
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.bar.n = int(1000 * max(0.0, min(1.0, fraction)))
-        self.bar.set_postfix_str(message[:60])
-        self.bar.refresh()
-
-    def close(self):
-        self.bar.close()
-
-
 def _print_rows(rows, columns, as_json=False):
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hubert-dir")
     p.add_argument("--sv-path")
     p.add_argument("--device")
+    p.add_argument("--devices", help="sweeps: spread the synthesis over local devices, one engine process each: all "
+                                     "(every GPU when there are two or more), cuda:0,cuda:1, or default (one engine; "
+                                     "default: the JOB_DEVICES setting)")
     p.add_argument("--no-asr", action="store_true", help="skip ASR (CER) when measuring results")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--base", default="{}", help="JSON base settings (gpt_path, sovits_path, top_k, ...)")
     sc.add_argument("--refs", default="", help="reference clip ids, comma-separated")
     sc.add_argument("--ref-category", action="append", default=[])
-    sc.add_argument("--text", action="append", required=True)
+    sc.add_argument("--text", action="append", default=[], help="a test text (repeatable; or --library-text)")
     sc.add_argument("--lang", default="zh")
     sc.add_argument("--samples", type=int, default=1)
     sc.add_argument("--seed", type=int)
@@ -192,7 +195,182 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("products")
     e.add_argument("--out")
     e.add_argument("--models", action="store_true", help="include the model files")
+    _management_parsers(sub, ssub, psub)
     return p
+
+
+def _yes(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--yes", "-y", action="store_true", help="delete without asking")
+
+
+def _management_parsers(sub, sweep_sub, product_sub) -> None:
+    """Library management: clips, roles, tasks, products, the test-text library (deletes ask unless --yes)."""
+    sweep_sub.choices["create"].add_argument(
+        "--library-text", action="append", default=[], metavar="NAME_OR_ID",
+        help="a test text from the library (`texts list`), with its own language; repeatable")
+
+    c = sub.add_parser("clip", help="delete clips")
+    csub = c.add_subparsers(dest="action", required=True)
+    cd = csub.add_parser("delete", help="delete clips with their audio (refused while a product or task uses one)")
+    cd.add_argument("clips", help="clip ids, comma-separated")
+    _yes(cd)
+
+    r = sub.add_parser("role", help="export or delete a role")
+    rsub = r.add_subparsers(dest="action", required=True)
+    re_ = rsub.add_parser("export", help="the role's clips as an upstream .list + audio (zip, or --folder)")
+    re_.add_argument("role", help="CATEGORY/NAME or id")
+    re_.add_argument("--folder", action="store_true", help="a folder instead of a zip")
+    re_.add_argument("--category", action="append", default=[])
+    re_.add_argument("--valid", action="store_true", help="only clips of 3-10 s")
+    re_.add_argument("--out", help="target zip or folder (default: <output>/refaudio/exports/...)")
+    rd = rsub.add_parser("delete", help="delete a role (one that holds clips, tasks or products needs --force)")
+    rd.add_argument("role")
+    rd.add_argument("--force", action="store_true", help="also delete its clips, tasks, results and products")
+    _yes(rd)
+
+    t = sub.add_parser("task", help="list, rename, annotate or delete sweep tasks")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tl = tsub.add_parser("list")
+    tl.add_argument("--role")
+    tl.add_argument("--json", action="store_true")
+    tr = tsub.add_parser("rename")
+    tr.add_argument("task", type=int)
+    tr.add_argument("name")
+    tn = tsub.add_parser("note", help="set the task's note (its conclusion)")
+    tn.add_argument("task", type=int)
+    tn.add_argument("note")
+    td = tsub.add_parser("delete", help="delete a task, its results and their audio")
+    td.add_argument("task", type=int)
+    _yes(td)
+
+    pe = product_sub.add_parser("edit", help="edit a product's name, category, remark, score, params, clips")
+    pe.add_argument("product", type=int)
+    pe.add_argument("--name")
+    pe.add_argument("--category")
+    pe.add_argument("--remark")
+    pe.add_argument("--score", help="a number, or '' for none")
+    pe.add_argument("--params", help='JSON merged into the saved parameters, e.g. \'{"top_k": 10}\'')
+    pe.add_argument("--ref", type=int, help="reference clip id (of the product's role)")
+    pe.add_argument("--aux", help="auxiliary clip ids, comma-separated ('' for none)")
+    pd = product_sub.add_parser("delete")
+    pd.add_argument("product", type=int)
+    _yes(pd)
+
+    x = sub.add_parser("texts", help="the shared library of test texts")
+    xsub = x.add_subparsers(dest="action", required=True)
+    xl = xsub.add_parser("list")
+    xl.add_argument("--search", default="")
+    xl.add_argument("--lang", default="")
+    xl.add_argument("--tag", default="")
+    xl.add_argument("--json", action="store_true")
+    xa = xsub.add_parser("add")
+    xa.add_argument("name")
+    xa.add_argument("text")
+    xa.add_argument("--lang", default="zh")
+    xa.add_argument("--tags", default="")
+    xa.add_argument("--note", default="")
+    xe = xsub.add_parser("edit")
+    xe.add_argument("text_ref", metavar="NAME_OR_ID")
+    xe.add_argument("--name")
+    xe.add_argument("--text")
+    xe.add_argument("--lang")
+    xe.add_argument("--tags")
+    xe.add_argument("--note")
+    xd = xsub.add_parser("delete")
+    xd.add_argument("text_ref", metavar="NAME_OR_ID")
+    _yes(xd)
+
+
+def _sweep_texts(service, args) -> list[tuple[str, str]]:
+    texts = [(t, args.lang) for t in args.text] + service.text_pairs(args.library_text)
+    if not texts:
+        raise GSVError("Give at least one test text: --text TEXT or --library-text NAME.")
+    return texts
+
+
+def _confirm(args, what: str) -> bool:
+    """--yes, or an interactive y/N answer (no terminal: not confirmed, the service refuses)."""
+    if getattr(args, "yes", False):
+        return True
+    if not sys.stdin.isatty():
+        return False
+    return input(f"Delete {what}? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _manage(service, args) -> Optional[int]:
+    """The management commands; None when ``args`` is not one of them."""
+    cmd, action = args.command, getattr(args, "action", None)
+    if cmd == "clip":
+        ids = _ids(args.clips)
+        out = service.delete_clips(ids, confirm=_confirm(args, f"clip(s) {', '.join(map(str, ids))}"))
+        if out["deleted"]:
+            print(f"deleted clip(s) {', '.join(map(str, out['deleted']))}")
+        for cid, exc in out["refused"].items():
+            print(f"error: {exc}", file=sys.stderr)
+        return 0 if not out["refused"] else 2
+    if cmd == "role":
+        role_id = _role(service, args.role)
+        if action == "export":
+            print(service.export_role(role_id, as_zip=not args.folder, categories=args.category,
+                                      valid_only=args.valid, dest=Path(args.out).resolve() if args.out else None))
+        else:
+            role = service.library.role(role_id)
+            out = service.delete_role(role_id, confirm=_confirm(args, f"role {role['category']}/{role['name']}"),
+                                      force=args.force)
+            print(f"deleted role {out['role']} ({out['clips']} clip(s), {out['tasks']} task(s), "
+                  f"{out['products']} product(s))")
+        return 0
+    if cmd == "task":
+        if action == "list":
+            role_id = _role(service, args.role) if args.role else None
+            _print_rows(service.list_tasks(role_id), ["id", "role_id", "name", "compare_type", "status", "done",
+                                                      "failed", "total", "conclusion"], args.json)
+        elif action == "rename":
+            print(f"task {args.task}: {service.rename_task(args.task, args.name)['name']}")
+        elif action == "note":
+            service.annotate_task(args.task, args.note)
+            print(f"task {args.task}: note saved")
+        else:
+            task = service.sweeps.task(args.task)
+            service.delete_task(args.task, confirm=_confirm(args, f"task {task['id']} ({task['name']})"))
+            print(f"deleted task {args.task}")
+        return 0
+    if cmd == "product" and action in ("edit", "delete"):
+        if action == "delete":
+            p = service.products.product(args.product)
+            service.delete_product(args.product, confirm=_confirm(args, f"product {p['name']}"))
+            print(f"deleted product {args.product}")
+            return 0
+        fields = {k: getattr(args, k) for k in ("name", "category", "remark", "score") if getattr(args, k) is not None}
+        if args.params is not None:
+            fields["params"] = _json(args.params, "params")
+        if args.ref is not None:
+            fields["ref_clip_id"] = args.ref
+        if args.aux is not None:
+            fields["aux_clip_ids"] = _ids(args.aux)
+        p = service.update_product(args.product, **fields)
+        print(json.dumps({k: p[k] for k in ("id", "name", "category", "remark", "score", "ref_clip_id",
+                                            "aux_clip_ids", "params")}, ensure_ascii=False))
+        return 0
+    if cmd == "texts":
+        if action == "list":
+            _print_rows(service.list_texts(args.search, args.lang, args.tag),
+                        ["id", "name", "language", "tags", "text", "note"], args.json)
+        elif action == "add":
+            print(service.add_text(args.name, args.text, args.lang, args.tags, args.note))
+        elif action == "edit":
+            row = service.texts.find(args.text_ref)
+            fields = {k: getattr(args, a) for k, a in (("name", "name"), ("text", "text"), ("language", "lang"),
+                                                         ("tags", "tags"), ("note", "note"))
+                      if getattr(args, a) is not None}
+            row = service.update_text(row["id"], **fields)
+            print(f"text {row['id']} ({row['name']}) saved")
+        else:
+            row = service.texts.find(args.text_ref)
+            service.delete_text(row["id"], confirm=_confirm(args, f"test text {row['name']}"))
+            print(f"deleted test text {row['name']}")
+        return 0
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -202,6 +380,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         need_engine = (args.command == "sweep") or (args.command == "score" and args.auto)
         service = _service(args, need_engine)
         cmd = args.command
+        managed = _manage(service, args)
+        if managed is not None:
+            return managed
         if cmd == "roles":
             if args.create:
                 print(service.create_role(*args.create))
@@ -211,7 +392,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 role_id = service.create_role(*args.role.split("/", 1))
             else:
                 role_id = _role(service, args.role)
-            bar = _Bar("import")
+            bar = ProgressBar("import")
             report = service.import_list(role_id, args.list, args.category,
                                          on_duplicate="update" if args.update else "skip", progress=bar)
             bar.close()
@@ -229,14 +410,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.action == "create":
                 spec = TaskSpec(role_id=_role(service, args.role), name=args.name, compare=args.compare,
                                 base=_json(args.base, "base") or {}, values=_json(args.values, "values"),
-                                texts=[(t, args.lang) for t in args.text], ref_clip_ids=_ids(args.refs),
+                                texts=_sweep_texts(service, args), ref_clip_ids=_ids(args.refs),
                                 ref_categories=args.ref_category, samples=args.samples, seed=args.seed)
                 task_id = service.create_task(spec)
                 print(f"task {task_id}: {service.sweeps.counts(task_id)['total']} item(s)")
             else:
                 task_id = args.task
             if args.action == "run" or args.run:
-                bar = _Bar(f"task {task_id}")
+                bar = ProgressBar(f"task {task_id}")
                 counts = service.run_task_now(task_id, progress=bar)
                 bar.close()
                 print(f"task {task_id}: {counts['done']} done, {counts['failed']} failed, "
@@ -271,7 +452,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(path)
         return 0
     except GSVError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .service import ConfirmationRequired
+
+        if isinstance(exc, ConfirmationRequired):
+            print(f"error: not deleted: {exc.params['what']} (answer y, or pass --yes)", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         if service is not None:

@@ -155,6 +155,18 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
     (2, "task phase (scoring survives a crash)", (
         "ALTER TABLE tasks ADD COLUMN phase TEXT NOT NULL DEFAULT ''",
     )),
+    # the shared library of test texts: named texts that sweeps and long-text tests pick instead of typing them
+    (3, "test-text library", (
+        """CREATE TABLE test_texts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            language TEXT NOT NULL DEFAULT 'zh',
+            text TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL DEFAULT (datetime('now')),
+            updated_at TEXT NOT NULL DEFAULT (datetime('now')))""",
+    )),
 ]
 
 

@@ -7,6 +7,7 @@ original extension. Duplicates are found by MD5 within a role, so importing the 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ from gsv_core import languages
 from gsv_core.fileio import atomic_path, copy_atomic
 from gsv_core.formats import listfile
 
-from .files import PathGuard, audio_extension
+from gsv_core.messages import keyed
+
+from .files import PathGuard, audio_extension, safe_name
 
 Progress = Callable[[float, str], None]
 
@@ -259,19 +262,93 @@ class Library:
                 conn.execute(f"UPDATE clips SET {column} = ? WHERE id = ?", (fields[column], row["id"]))
         return self.clip(clip_id)
 
+    def clip_users(self, clip_id: int) -> dict:
+        """What uses a clip: ``{"products": [names], "tasks": [task ids]}`` (a product's reference or one of its
+        auxiliary references; a task's reference)."""
+        cid = int(clip_id)
+        products = []
+        for p in self.db.all("SELECT id, name, ref_clip_id, aux_clip_ids FROM products ORDER BY name"):
+            try:
+                aux = [int(a) for a in json.loads(p["aux_clip_ids"] or "[]")]
+            except (ValueError, TypeError):
+                aux = []
+            if p["ref_clip_id"] == cid or cid in aux:
+                products.append(p["name"])
+        tasks = [r["task_id"] for r in self.db.all("SELECT DISTINCT task_id FROM task_refs WHERE clip_id = ? "
+                                                   "ORDER BY task_id", (cid,))]
+        return {"products": products, "tasks": tasks}
+
+    def clip_files(self, row: dict) -> list[Path]:
+        """Every file of a clip inside the library: its audio and its cached waveform views."""
+        files = []
+        if row["file"]:
+            files.append(self.guard.resolve(row["file"], base=self.root, must_exist=False,
+                                            what=f"audio of clip {row['id']}"))
+        views = self.role_dir(row["role_id"]) / "views"
+        if views.is_dir():
+            files += sorted(views.glob(f"clip{int(row['id'])}_*.png"))
+        return files
+
     def delete_clip(self, clip_id: int) -> None:
-        """Delete a clip row and its file (only ever a file inside the library)."""
+        """Delete a clip row and its files (audio, cached views; only ever files inside the library). Refused while
+        a product or a task uses the clip (keyed ``library.clip_in_product`` / ``library.clip_in_task``)."""
         row = self.clip(clip_id)
+        users = self.clip_users(row["id"])
+        if users["products"]:
+            raise keyed(LibraryError, "library.clip_in_product", clip=row["id"],
+                        products=", ".join(users["products"]))
+        if users["tasks"]:
+            raise keyed(LibraryError, "library.clip_in_task", clip=row["id"],
+                        tasks=", ".join(map(str, users["tasks"])))
+        files = self.clip_files(row)  # resolved first: a row pointing outside the library is refused, row kept
         try:
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM clips WHERE id = ?", (row["id"],))
-        except sqlite3.IntegrityError:
-            users = self.db.all("SELECT DISTINCT task_id FROM task_refs WHERE clip_id = ?", (row["id"],))
-            prods = self.db.all("SELECT name FROM products WHERE ref_clip_id = ?", (row["id"],))
-            raise LibraryError(f"Clip {row['id']} is used by task(s) {[u['task_id'] for u in users]} or "
-                               f"product(s) {[p['name'] for p in prods]}; delete those first.") from None
-        if row["file"]:
-            self.guard.delete_file(row["file"], base=self.root)
+        except sqlite3.IntegrityError:  # a task took it meanwhile
+            raise keyed(LibraryError, "library.clip_in_task", clip=row["id"], tasks="?") from None
+        for path in files:
+            self.guard.delete_file(path)
+
+    def export_role(self, role_id: int, dest: Path, as_zip: bool = True, categories: Sequence[str] = (),
+                    valid_only: bool = False) -> Path:
+        """A role's clips as an upstream GPT-SoVITS ``.list`` (``path|speaker|LANG|text``, the role's name as the
+        speaker) plus the audio files: a zip (``<speaker>.list`` + ``audio/<id><ext>``, paths relative to the zip)
+        or a folder (the same layout; its ``.list`` names the audio by absolute path, as upstream's tools write
+        it). ``categories`` / ``valid_only`` narrow the clips."""
+        import shutil
+        import zipfile
+
+        role = self.role(role_id)
+        rows = self.clips(role_id, categories=categories, valid=True if valid_only else None, sort="id",
+                          descending=False, limit=10000)
+        if not rows:
+            raise LibraryError(f"Role {role['category']}/{role['name']} has no clips to export"
+                               + (" in the chosen categories." if categories or valid_only else "."))
+        speaker = safe_name(role["name"], "speaker")
+        dest = Path(dest)
+        entries = [(self.clip_path(r), f"audio/{r['id']}{Path(r['file']).suffix}", r) for r in rows]
+        if as_zip:
+            lines = [listfile.format_line(arc, speaker, r["language"], r["transcript"]) for _, arc, r in entries]
+            with atomic_path(dest, fsync=False) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                for src, arc, _ in entries:
+                    z.write(src, arc)
+                z.writestr(f"{speaker}.list", "\n".join(lines) + "\n")
+            return dest
+        if dest.exists():
+            raise LibraryError(f"{dest.name} exists already; choose a new folder.")
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "audio").mkdir(parents=True)
+        try:
+            for src, arc, _ in entries:
+                shutil.copyfile(src, tmp / arc)
+            listfile.write_list(tmp / f"{speaker}.list", [((dest / arc).as_posix(), speaker, r["language"],
+                                                            r["transcript"]) for _, arc, r in entries])
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
 
     # -- adding audio ------------------------------------------------------------------------------------------
 

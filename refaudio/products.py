@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional, Sequence
 
 from gsv_core.errors import GSVError
+from gsv_core.messages import keyed
 
 from .db import Database, NotFound
 from gsv_core.fileio import atomic_path, copy_atomic
@@ -80,14 +81,17 @@ class Products:
 
     def save(self, role_id: int, name: str, gpt_path: str, sovits_path: str, ref_clip_id: int,
              aux_clip_ids: Sequence[int] = (), params: Optional[dict] = None, category: str = "", remark: str = "",
-             score: Optional[float] = None, source_item_id: Optional[int] = None, overwrite: bool = False) -> int:
+             score: Optional[float] = None, source_item_id: Optional[int] = None, overwrite: bool = False,
+             keep_models: tuple = ()) -> int:
+        """``keep_models``: model paths the product already names (an edit that keeps them does not re-check them
+        against today's model folders)."""
         self.library.role(role_id)
         name = str(name or "").strip()
         if not name or len(name) > 200:
             raise ProductError("Give the product a name (at most 200 characters).")
         gpt, sovits = _check_value("gpt_path", gpt_path), _check_value("sovits_path", sovits_path)
         for what, path in (("GPT", gpt), ("SoVITS", sovits)):
-            if not self.model_allowed(path):
+            if path not in keep_models and not self.model_allowed(path):
                 raise ProductError(f"The {what} weights {Path(path).name!r} are not in the model folders.")
         ref = self.library.clip(ref_clip_id)
         aux = [int(self.library.clip(c)["id"]) for c in aux_clip_ids]
@@ -143,10 +147,79 @@ class Products:
             params.append(int(role_id))
         return [self.product(r["id"]) for r in self.db.all(sql + " ORDER BY r.category, r.name, p.name", params)]
 
+    EDITABLE = ("name", "category", "remark", "score", "params", "ref_clip_id", "aux_clip_ids", "gpt_path",
+                "sovits_path")
+
+    def update(self, product_id: int, **fields: Any) -> dict:
+        """Edit a product: name, category, remark, score (empty: none), params (merged into the saved ones and
+        checked like a new product's), ref_clip_id / aux_clip_ids (clips of its role), gpt_path / sovits_path
+        (inside the model folders). Model files the product imported and no longer names are removed."""
+        unknown = set(fields) - set(self.EDITABLE)
+        if unknown:
+            raise ProductError(f"Cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(self.EDITABLE)}.")
+        p = self.product(product_id)
+        name = p["name"] if fields.get("name") is None else str(fields["name"]).strip()
+        if not name:
+            raise keyed(ProductError, "library.name_empty")
+        params = dict(p["params"])
+        if fields.get("params") is not None:
+            if not isinstance(fields["params"], dict):
+                raise ProductError("params must be a mapping of parameter -> value.")
+            params.update(fields["params"])
+        score = p["score"] if "score" not in fields else fields["score"]
+        if score in ("",):
+            score = None
+        if score is not None:
+            try:
+                score = float(score)
+            except (TypeError, ValueError):
+                raise ProductError(f"The score must be a number, not {score!r}.") from None
+        old_models = {p["gpt_path"], p["sovits_path"]}
+        if name != p["name"] and self.db.one("SELECT id FROM products WHERE role_id = ? AND name = ? AND id <> ?",
+                                             (p["role_id"], name, p["id"])):
+            raise keyed(ProductError, "library.name_taken", name=name)
+
+        def pick(key):
+            return p[key] if fields.get(key) is None else fields[key]
+
+        with self.db.transaction() as conn:
+            # save() checks everything (models, clips of the role, parameters) and overwrites in place
+            conn.execute("UPDATE products SET name = ? WHERE id = ?", (name, p["id"]))
+            self.save(p["role_id"], name, pick("gpt_path"), pick("sovits_path"), int(pick("ref_clip_id")),
+                      [int(c) for c in pick("aux_clip_ids")], params, category=str(pick("category") or ""),
+                      remark=str(pick("remark") or ""), score=score, source_item_id=p["source_item_id"],
+                      overwrite=True, keep_models=(p["gpt_path"], p["sovits_path"]))
+        self._drop_unused_models(old_models)
+        return self.product(p["id"])
+
     def delete(self, product_id: int) -> None:
-        self.product(product_id)
+        """Delete a product; model files it imported into the library that no other product names go with it
+        (its reference clips stay: they are library clips)."""
+        p = self.product(product_id)
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM products WHERE id = ?", (int(product_id),))
+        self._drop_unused_models({p["gpt_path"], p["sovits_path"]})
+
+    def _drop_unused_models(self, paths: set) -> list[Path]:
+        """Remove model files inside the library (copied in by a product import) that no product names now."""
+        root = self.library.root.resolve()
+        used = {r["gpt_path"] for r in self.db.all("SELECT gpt_path FROM products")}
+        used |= {r["sovits_path"] for r in self.db.all("SELECT sovits_path FROM products")}
+        for r in self.db.all("SELECT gpt_path, sovits_path FROM task_cells"):  # a sweep may compare them
+            used |= {r["gpt_path"], r["sovits_path"]}
+        dropped = []
+        for raw in paths:
+            if not raw or raw in used:
+                continue
+            path = Path(raw)
+            try:
+                real = path.resolve()
+            except (OSError, RuntimeError):
+                continue
+            if real.is_relative_to(root) and real.is_file() and not path.is_symlink():
+                real.unlink()
+                dropped.append(real)
+        return dropped
 
     # -- export ------------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from gsv_core import paths, weights
 from gsv_core.errors import GSVError
+from gsv_core.messages import keyed
 
 from .db import Database
 from .files import PathGuard
@@ -24,6 +25,17 @@ from .library import Library
 from .products import Products, load_preset, product_to_request_values
 from .scoring import Results, Transcriber, asr_transcriber
 from .sweeps import SweepError, SweepRunner, Sweeps, TaskSpec, map_model_paths
+from .texts import TestTexts
+
+
+class ConfirmationRequired(GSVError):
+    """A delete was asked for without its explicit confirmation."""
+
+
+def _confirmed(confirm: bool, what: str) -> None:
+    """Every delete needs an explicit confirmation (the tab's checkbox, the CLI's prompt or --yes)."""
+    if confirm is not True:
+        raise keyed(ConfirmationRequired, "library.confirm_delete", what=what)
 
 
 @dataclass
@@ -130,6 +142,7 @@ class RefAudioService:
         self.sweeps = Sweeps(self.db, self.library, int(getattr(settings, "max_sweep_items", 20000)))
         self.products = Products(self.db, self.library, max_unzip_bytes=self.max_unpacked_bytes,
                                  model_allowed=self._model_allowed)
+        self.texts = TestTexts(self.db)
         self._engine = engine
         self._engine_factory = engine_factory
         self._engine_lock = threading.Lock()
@@ -179,7 +192,9 @@ class RefAudioService:
                        self._speaker_index_or_none())
 
     def runner(self, engine: Any = None) -> SweepRunner:
-        return SweepRunner(self.sweeps, engine or self.engine, self.out_root, self.guard, self.chunk_size)
+        # JOB_DEVICES: the sweeps spread over one engine process per device (gsv_core.pool)
+        return SweepRunner(self.sweeps, engine or self.engine, self.out_root, self.guard, self.chunk_size,
+                           devices=getattr(self.settings, "job_devices", ""))
 
     def close(self) -> None:
         self.queue.shutdown()
@@ -193,11 +208,31 @@ class RefAudioService:
     def create_role(self, category: str, name: str) -> int:
         return self.library.create_role(category, name)
 
-    def delete_role(self, role_id: int) -> None:
-        for task in self.sweeps.tasks(role_id):
+    def delete_role(self, role_id: int, confirm: bool = False, force: bool = False) -> dict:
+        """Delete a role. Needs ``confirm``; a role that still holds clips, tasks or products also needs ``force``
+        (keyed ``library.role_not_empty`` otherwise), which deletes them with it: every task's output folder, the
+        role's library folder (clip audio, views, imported models) and the clips' similarity plots. Refused while
+        one of its tasks runs. Returns what was deleted."""
+        role = self.library.role(role_id)
+        label = f"{role['category']}/{role['name']}"
+        _confirmed(confirm, f"role {label}")
+        rid = int(role["id"])
+        counts = {"clips": self.db.scalar("SELECT COUNT(*) FROM clips WHERE role_id = ?", (rid,)),
+                  "tasks": self.db.scalar("SELECT COUNT(*) FROM tasks WHERE role_id = ?", (rid,)),
+                  "products": self.db.scalar("SELECT COUNT(*) FROM products WHERE role_id = ?", (rid,))}
+        if any(counts.values()) and not force:
+            raise keyed(GSVError, "library.role_not_empty", role=label, **counts)
+        tasks = self.sweeps.tasks(rid)
+        for task in tasks:
+            self._refuse_running(task["id"])
+        clip_ids = [r["id"] for r in self.db.all("SELECT id FROM clips WHERE role_id = ?", (rid,))]
+        for task in tasks:
             self.queue.cancel(task["id"])
             self.guard.delete_tree(self.out_root / f"task_{task['id']}")
-        self.library.delete_role(role_id)
+        self.library.delete_role(rid)
+        for cid in clip_ids:
+            self._drop_clip_plots(cid)
+        return {"role": label, **counts}
 
     def import_list(self, role_id: int, list_path: Any, category: str = "default", **kw):
         """Import a ``.list`` from a local path (``python -m refaudio import``: the user's own shell)."""
@@ -245,8 +280,46 @@ class RefAudioService:
     def update_clip(self, clip_id: int, **fields) -> dict:
         return self.library.update_clip(clip_id, **fields)
 
-    def delete_clip(self, clip_id: int) -> None:
-        self.library.delete_clip(clip_id)
+    def delete_clip(self, clip_id: int, confirm: bool = False) -> None:
+        """Delete a clip with its audio, cached views and similarity plot. Needs ``confirm``; refused while a
+        product (reference or auxiliary) or a sweep task uses it."""
+        row = self.library.clip(clip_id)
+        _confirmed(confirm, f"clip {row['id']}")
+        self.library.delete_clip(row["id"])
+        self._drop_clip_plots(row["id"])
+
+    def delete_clips(self, clip_ids: Sequence[int], confirm: bool = False) -> dict:
+        """Delete several clips; the ones in use are skipped with their reason: ``{"deleted": [...], "refused":
+        {id: message}}``."""
+        ids = [int(i) for i in clip_ids]
+        _confirmed(confirm, f"clip(s) {', '.join(map(str, ids))}")
+        out: dict = {"deleted": [], "refused": {}}
+        for cid in ids:
+            try:
+                self.delete_clip(cid, confirm=True)
+                out["deleted"].append(cid)
+            except GSVError as exc:
+                out["refused"][cid] = exc
+        return out
+
+    def _drop_clip_plots(self, clip_id: int) -> None:
+        grouping = self.out_root / "grouping"
+        if grouping.is_dir():
+            for path in grouping.glob(f"clip{int(clip_id)}_*.png"):
+                self.guard.delete_file(path)
+
+    def export_role(self, role_id: int, as_zip: bool = True, categories: Sequence[str] = (),
+                    valid_only: bool = False, dest: Optional[Path] = None) -> Path:
+        """A role's clips as an upstream ``.list`` + audio: a zip or a folder under ``<output>/refaudio/exports``
+        (or ``dest``)."""
+        from .files import safe_name
+
+        role = self.library.role(role_id)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"role_{role['id']}_{safe_name(role['name'], 'role')}_{stamp}"
+        target = Path(dest) if dest else self.out_root / "exports" / (name + (".zip" if as_zip else ""))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return self.library.export_role(role["id"], target, as_zip, categories, valid_only)
 
     def clip_audio(self, clip_id: int) -> Path:
         return self.library.clip_path(clip_id)
@@ -372,8 +445,26 @@ class RefAudioService:
     def update_task(self, task_id: int, name=None, conclusion=None) -> dict:
         return self.sweeps.update_task(task_id, name, conclusion)
 
-    def delete_task(self, task_id: int) -> None:
-        self.sweeps.task(task_id)
+    def rename_task(self, task_id: int, name: str) -> dict:
+        if not str(name or "").strip():
+            raise keyed(SweepError, "library.name_empty")
+        return self.sweeps.update_task(task_id, name=name)
+
+    def annotate_task(self, task_id: int, note: str) -> dict:
+        """The task's note (its conclusion: what the comparison showed)."""
+        return self.sweeps.update_task(task_id, conclusion=str(note or ""))
+
+    def _refuse_running(self, task_id: int) -> None:
+        job = self.queue.state(task_id)
+        if job is not None and job.state in ("running", "scoring"):
+            raise keyed(SweepError, "library.task_running", task=int(task_id))
+
+    def delete_task(self, task_id: int, confirm: bool = False) -> None:
+        """Delete a task, its results and its output folder (audio, spectrograms). Needs ``confirm``; refused while
+        it runs (a queued one is cancelled). Products saved from its results keep their settings."""
+        task = self.sweeps.task(task_id)
+        _confirmed(confirm, f"task {task['id']} ({task['name']})")
+        self._refuse_running(task_id)
         self.queue.cancel(task_id)
         with self.db.transaction() as conn:
             conn.execute("UPDATE products SET source_item_id = NULL WHERE source_item_id IN "
@@ -437,8 +528,35 @@ class RefAudioService:
     def list_products(self, role_id: Optional[int] = None, search: str = "") -> list[dict]:
         return self.products.products(role_id, search)
 
-    def delete_product(self, product_id: int) -> None:
-        self.products.delete(product_id)
+    def update_product(self, product_id: int, **fields) -> dict:
+        """Edit a product (see :meth:`Products.update`: name, category, remark, score, params, clips, models)."""
+        return self.products.update(product_id, **fields)
+
+    def delete_product(self, product_id: int, confirm: bool = False) -> None:
+        """Delete a product (and model files it imported that nothing else names). Needs ``confirm``."""
+        p = self.products.product(product_id)
+        _confirmed(confirm, f"product {p['name']}")
+        self.products.delete(p["id"])
+
+    # -- the test-text library ---------------------------------------------------------------------------------
+
+    def list_texts(self, search: str = "", language: str = "", tag: str = "") -> list[dict]:
+        return self.texts.list(search, language, tag)
+
+    def add_text(self, name: str, text: str, language: str = "zh", tags: Any = "", note: str = "") -> int:
+        return self.texts.add(name, text, language, tags, note)
+
+    def update_text(self, text_id: int, **fields) -> dict:
+        return self.texts.update(text_id, **fields)
+
+    def delete_text(self, text_id: int, confirm: bool = False) -> None:
+        row = self.texts.get(text_id)
+        _confirmed(confirm, f"test text {row['name']}")
+        self.texts.delete(row["id"])
+
+    def text_pairs(self, names_or_ids: Sequence[Any]) -> list[tuple[str, str]]:
+        """(text, language) of library texts, for a sweep's ``texts`` or a long-text test."""
+        return self.texts.pairs(names_or_ids)
 
     def export_products(self, product_ids: Sequence[int], include_models: bool = False,
                         dest: Optional[Path] = None) -> Path:

@@ -34,7 +34,8 @@ def _list(tmp: Path) -> Path:
 
 def test_migrations_idempotent_wal_foreign_keys(tmp_path):
     db = Database(tmp_path / "x.sqlite3")
-    assert db.schema_version() == 2  # 1: the tables; 2: tasks.phase (a sweep interrupted while scoring resumes)
+    assert db.schema_version() == 3  # 1: the tables; 2: tasks.phase (a sweep interrupted while scoring resumes);
+    # 3: the test-text library
     assert db.migrate() == []
     assert db.scalar("PRAGMA journal_mode") == "wal"
     assert db.scalar("PRAGMA foreign_keys") == 1
@@ -43,7 +44,7 @@ def test_migrations_idempotent_wal_foreign_keys(tmp_path):
             conn.execute("INSERT INTO clips (role_id, name, md5) VALUES (999, 'x', 'y')")
     db.close()
     again = Database(tmp_path / "x.sqlite3")
-    assert again.migrate() == [] and again.scalar("SELECT COUNT(*) FROM schema_migrations") == 2
+    assert again.migrate() == [] and again.scalar("SELECT COUNT(*) FROM schema_migrations") == 3
 
 
 def test_import_reports_rows_and_reimport_is_idempotent(service, tmp_path):
@@ -89,7 +90,7 @@ def test_relabel_search_filter_and_delete(service, tmp_path):
     updated = service.update_clip(ids[0], transcript="新的文本", manual_checked=True)
     assert updated["transcript"] == "新的文本" and updated["manual_checked"] == 1
     path = service.clip_audio(ids[0])
-    service.delete_clip(ids[0])
+    service.delete_clip(ids[0], confirm=True)
     assert not path.exists() and len(service.list_clips(role)) == 3
 
 

@@ -68,7 +68,7 @@ def test_every_file_parameter_of_the_service_is_guarded(settings, tmp_path, mode
         conn.execute("DELETE FROM tasks")
         conn.execute("UPDATE clips SET file = ? WHERE id = ?", (str(secret), clip))
     with pytest.raises(UnsafePathError):
-        svc.delete_clip(clip)
+        svc.delete_clip(clip, confirm=True)
     assert secret.read_text() == "do not serve"
     svc.close()
 
@@ -106,7 +106,7 @@ def test_delete_role_stays_inside_library(settings, tmp_path, models):
     svc.run_task_now(task)
     task_dir = svc.out_root / f"task_{task}"
     assert task_dir.is_dir()
-    svc.delete_role(role)
+    svc.delete_role(role, confirm=True, force=True)
     assert src.is_file() and not task_dir.exists() and not svc.library.role_dir(role).exists()
     assert svc.library_root.is_dir() and svc.out_root.is_dir()
     svc.close()
