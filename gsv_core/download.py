@@ -28,7 +28,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from huggingface_hub import hf_hub_download
 
@@ -302,6 +302,10 @@ def describe_missing(item: Item, settings: Any = None) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # downloading
 
+class DownloadCancelled(GSVError):
+    """The download was cancelled (what was fetched so far is kept: the next download resumes)."""
+
+
 class FetchError(Exception):
     """A file of an item could not be fetched; ``network`` is True when nothing else can be fetched either."""
 
@@ -386,7 +390,31 @@ def _remove_empty_dirs(path: Path, stop: Path) -> None:
         path = path.parent
 
 
-def _fetch_file(repo_id: str, filename: str, target: Path, staging: Path, endpoint: str | None) -> None:
+def _progress_bar(report: Callable[[int, int | None], None], cancel: Any = None) -> type:
+    """A tqdm class for ``hf_hub_download(tqdm_class=...)`` that draws nothing, reports (bytes done, total) and
+    stops the download (:class:`DownloadCancelled`) once ``cancel`` (a threading.Event) is set; the partial file
+    stays, so the next download resumes."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class Bar(hf_tqdm):
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self._gsv_done = int(kwargs.get("initial") or 0)
+            report(self._gsv_done, kwargs.get("total"))
+
+        def update(self, n: Any = 1) -> Any:
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("The download was cancelled; start it again to resume.")
+            self._gsv_done += int(n or 0)
+            report(self._gsv_done, getattr(self, "total", None))
+            return super().update(n)
+
+    return Bar
+
+
+def _fetch_file(repo_id: str, filename: str, target: Path, staging: Path, endpoint: str | None,
+                tqdm_class: Any = None) -> None:
     """Download ``filename`` of ``repo_id`` to ``target``. When ``target`` ends with ``filename`` the download
     goes straight there (``local_dir`` = the prefix); otherwise through ``staging`` (a stable folder, so an
     interrupted download still resumes), then moved."""
@@ -399,7 +427,8 @@ def _fetch_file(repo_id: str, filename: str, target: Path, staging: Path, endpoi
     had_local_dir = local_dir.exists()
     try:
         local_dir.mkdir(parents=True, exist_ok=True)
-        got = hf_hub_download(repo_id, filename, local_dir=str(local_dir), endpoint=endpoint)
+        extra = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+        got = hf_hub_download(repo_id, filename, local_dir=str(local_dir), endpoint=endpoint, **extra)
         got_path = Path(got)
         if got_path.resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -428,12 +457,14 @@ def _merge_move(src: Path, dst: Path) -> None:
             os.replace(child, target)
 
 
-def _fetch_archive(item: Item, root: Path, endpoint: str | None) -> None:
+def _fetch_archive(item: Item, root: Path, endpoint: str | None, tqdm_class: Any = None) -> None:
     staging = root.parent / f".gsv-download-{item.key}"
     archive = staging / item.archive
     if not _present(archive):
         try:
-            _fetch_file(item.repo_id, item.archive, archive, staging, endpoint)
+            _fetch_file(item.repo_id, item.archive, archive, staging, endpoint, tqdm_class)
+        except DownloadCancelled:
+            raise
         except Exception as exc:
             raise _classify(exc, item.repo_id, item.archive, endpoint or _endpoint()) from None
     unpack = staging / "unpacked"
@@ -469,29 +500,47 @@ def _endpoint() -> str:
 
 def fetch_item(
     item: Item, settings: Any = None, dest: str | os.PathLike | None = None, endpoint: str | None = None,
-    training_files: bool = True,
+    training_files: bool = True, progress: Callable[[float, str], None] | None = None, cancel: Any = None,
 ) -> ItemStatus:
     """Download whatever of ``item`` is not there yet, then check that every expected file exists.
 
-    Raises :class:`FetchError` with a readable reason.
+    ``progress(fraction, text)`` is told how far the item's files are (bytes, when the server says the size);
+    setting ``cancel`` (a threading.Event) stops the download with :class:`DownloadCancelled`, keeping the partial
+    file for the next try. Raises :class:`FetchError` with a readable reason.
     """
+    def bar(index: int, count: int, name: str) -> Any:
+        if progress is None and cancel is None:
+            return None
+
+        def report(done: int, total: int | None) -> None:
+            if progress is None:
+                return
+            part = min(1.0, done / total) if total else 0.0
+            size = f"{_human(done)} / {_human(total)}" if total else _human(done)
+            progress((index + part) / count, f"{PurePosixPath(name).name} ({index + 1}/{count}): {size}")
+
+        return _progress_bar(report, cancel)
+
     root = item_root(item, settings, dest)
     status = item_status(item, settings, dest)
     wanted_missing = status.missing + (status.optional_missing if training_files else [])
     if not wanted_missing:
         return status
     if item.archive is not None:
-        _fetch_archive(item, root, endpoint)
+        _fetch_archive(item, root, endpoint, bar(0, 1, item.archive))
     else:
         staging = (root.parent if item.setting else _base_dir(settings, dest)) / f".gsv-download-{item.key}"
         entries = list(item.files) + (list(item.optional) if training_files else [])
-        for entry in entries:
-            if _entry_path(item, entry, settings, dest) is not None:
-                continue
+        todo = [e for e in entries if _entry_path(item, e, settings, dest) is None]
+        for index, entry in enumerate(todo):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("The download was cancelled; start it again to resume.")
             name = _first(entry)
             target = file_path(item, name, settings, dest)
             try:
-                _fetch_file(item.repo_id, name, target, staging, endpoint)
+                _fetch_file(item.repo_id, name, target, staging, endpoint, bar(index, len(todo), name))
+            except DownloadCancelled:
+                raise
             except Exception as exc:
                 raise _classify(exc, item.repo_id, name, endpoint or _endpoint()) from None
         shutil.rmtree(staging, ignore_errors=True)
