@@ -65,6 +65,13 @@ class Settings:
         Path("SoVITS_weights_v2"),
         Path("SoVITS_weights"),
     )
+    #: an existing upstream GPT-SoVITS folder whose models the app uses: PRETRAINED_DIR becomes its
+    #: GPT_SoVITS/pretrained_models (the feature models that followed PRETRAINED_DIR follow it; G2PW may also be its
+    #: GPT_SoVITS/text/G2PWModel) and its GPT_weights*/SoVITS_weights* folders are listed after the app's own. The
+    #: Models tab sets it, stored in LOCAL_SETTINGS (see :func:`gpt_sovits_changes`)
+    gpt_sovits_dir: Optional[Path] = None
+    #: settings chosen in the app (the Models tab's GPT-SoVITS folder): a layer between my_config.py and GSV_* vars
+    local_settings: Path = Path("local_settings.json")
     # --- outputs -----------------------------------------------------------------------------------------------
     output_dir: Path = Path("output")
     reports_dir: Path = Path("reports")
@@ -87,6 +94,9 @@ class Settings:
     #: fp32 | fp16 (CUDA; the CPU runs fp32) | bf16 (CUDA Ampere+, or a CPU with native bf16: elsewhere emulated, slow)
     precision: str = "auto"
     cpu_threads: int = 0  # 0 = leave torch's default
+    #: devices the long jobs (eval runs, RefAudio sweeps) spread their items over, one engine process each:
+    #: "" = the one engine | all (every local GPU when there are two or more) | cuda:0,cuda:1 (gsv_core.pool)
+    job_devices: str = ""
     #: CPU only: the GPT's projections as int8 (bf16-activation kernel on CPUs with native bf16, fbgemm's integer
     #: kernel elsewhere, AVX2 included; about 2-4x faster decoding than fp32; tokens may differ slightly from
     #: upstream's fp32 numerics, so it is off by default)
@@ -196,8 +206,56 @@ def _overrides_from_module(path: Path) -> dict[str, Any]:
     return found
 
 
+#: upstream's folders of finetuned weights, relative to a GPT-SoVITS folder
+UPSTREAM_WEIGHT_DIRS = {
+    "gpt_weight_dirs": ("GPT_weights_v2ProPlus", "GPT_weights_v2Pro", "GPT_weights_v4", "GPT_weights_v3",
+                        "GPT_weights_v2", "GPT_weights"),
+    "sovits_weight_dirs": ("SoVITS_weights_v2ProPlus", "SoVITS_weights_v2Pro", "SoVITS_weights_v4",
+                           "SoVITS_weights_v3", "SoVITS_weights_v2", "SoVITS_weights"),
+}
+
+
+def gpt_sovits_changes(settings: Settings, folder: Path, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The field values that make ``settings`` use the GPT-SoVITS folder ``folder`` (absolute): PRETRAINED_DIR =
+    its GPT_SoVITS/pretrained_models; BERT, HuBERT, SV and G2PW follow it when they followed the previous pretrained
+    folder (or lay in a previously used GPT-SoVITS folder) and are not named in ``keep``; G2PW is upstream's
+    GPT_SoVITS/text/G2PWModel when only that exists; the folder's weight folders come after the app's own (those of
+    a previously used folder are dropped). WHISPER_DIR stays where it is."""
+    folder = Path(folder)
+    old = Path(settings.gpt_sovits_dir) if settings.gpt_sovits_dir else None
+    pre = folder / "GPT_SoVITS" / "pretrained_models"
+    changes: dict[str, Any] = {"gpt_sovits_dir": folder, "pretrained_dir": pre}
+    for name, rel in PRETRAINED_LAYOUT.items():
+        current = Path(getattr(settings, name))
+        if name == "whisper_dir" or name in keep:
+            continue
+        if current == Path(settings.pretrained_dir) / rel or (old is not None and current.is_relative_to(old)):
+            changes[name] = pre / rel
+    upstream_g2pw = folder / "GPT_SoVITS" / "text" / "G2PWModel"
+    if "g2pw_dir" in changes and not changes["g2pw_dir"].is_dir() and upstream_g2pw.is_dir():
+        changes["g2pw_dir"] = upstream_g2pw
+    for name, names in UPSTREAM_WEIGHT_DIRS.items():
+        own = tuple(Path(d) for d in getattr(settings, name) if old is None or not Path(d).is_relative_to(old))
+        changes[name] = own + tuple(folder / n for n in names if folder / n not in own)
+    return changes
+
+
+def _local_layer(path: Path) -> dict[str, Any]:
+    """The settings the app stored in LOCAL_SETTINGS (JSON; only ``gpt_sovits_dir`` so far); {} when absent or
+    unreadable (a damaged file must not stop the app)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    folder = data.get("gpt_sovits_dir") if isinstance(data, dict) else None
+    return {"gpt_sovits_dir": Path(folder)} if isinstance(folder, str) and folder.strip() else {}
+
+
 def load_settings(environ: Mapping[str, str] | None = None, my_config: Path | None = None) -> Settings:
-    """Build the settings from defaults, ``my_config.py`` and ``GSV_*`` environment variables."""
+    """Build the settings from defaults, ``my_config.py``, the app's LOCAL_SETTINGS file and ``GSV_*`` environment
+    variables."""
     environ = os.environ if environ is None else environ
     root = Path(environ.get("GSV_HOME", PROJECT_ROOT)).expanduser().resolve()
     hints = _field_types()
@@ -205,11 +263,21 @@ def load_settings(environ: Mapping[str, str] | None = None, my_config: Path | No
     module_path = my_config if my_config is not None else Path(environ.get("GSV_MY_CONFIG", PROJECT_ROOT / "my_config.py"))
     for name, raw in _overrides_from_module(module_path).items():
         values[name] = _coerce(name, raw, hints[name])
+    explicit = set(values)
+    local = Path(environ.get("GSV_LOCAL_SETTINGS", values.get("local_settings", Settings.local_settings)))
+    values.update(_local_layer(local if local.is_absolute() else root / local))
     for f in dataclasses.fields(Settings):
         key = "GSV_" + f.name.upper()
         if key in environ:
             values[f.name] = _coerce(f.name, environ[key], hints[f.name])
-    return Settings(**values).resolved(root)
+            explicit.add(f.name)
+    settings = Settings(**values).resolved(root)
+    if settings.gpt_sovits_dir is not None:
+        changes = gpt_sovits_changes(settings, settings.gpt_sovits_dir.resolve(), keep=tuple(explicit))
+        if "GSV_PRETRAINED_DIR" in environ:  # the environment still wins over the app's choice: weights only
+            changes = {k: v for k, v in changes.items() if k in ("gpt_sovits_dir", *UPSTREAM_WEIGHT_DIRS)}
+        settings = dataclasses.replace(settings, **changes)
+    return settings
 
 
 settings: Settings = load_settings()

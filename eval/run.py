@@ -50,9 +50,12 @@ from gsv_core.fileio import write_json_atomic
 ProgressFn = Callable[[float, str], Any]
 
 #: engine parameters a system may set: every synthesis parameter but those each utterance brings (text, language,
-#: seed) and those a system names itself (models, reference, aux references in the system's own keys)
+#: seed), those a system names itself (models, reference, aux references in the system's own keys) and frozen
+#: semantic tokens (they belong to one utterance's earlier take, not to a system)
 SYSTEM_PARAMS = tuple(n for n in PARAMETERS if n not in ("text", "text_lang", "seed", "id", "gpt_path", "sovits_path",
-                                                        "ref_audio", "ref_text"))
+                                                        "ref_audio", "ref_text", "semantic_tokens"))
+#: system parameters that name one audio file
+PATH_PARAMS = ("sv_ref",)
 #: ASR options a run may set besides the model folder and language
 ASR_PARAMS = ("vad_filter", "beam_size", "device", "compute_type", "max_new_tokens", "temperature")
 CSV_COLUMNS = ("id", "text", "ref_audio", "ref_text", "lang")
@@ -281,6 +284,7 @@ class RunConfig:
     buckets: dict = field(default_factory=dict)  # length buckets of the report: by, edges, labels (report only)
     variants: list = field(default_factory=list)  # punctuation variants of every row (eval.variants); [] = none
     asr_cache: Optional[str] = None  # transcript cache file; None = REPORTS_DIR/asr_cache.jsonl; "" = no cache
+    devices: Any = None  # synthesis spread over local devices (gsv_core.pool): None = settings.job_devices
 
     # -- (de)serialisation -------------------------------------------------------------------------------------
     @classmethod
@@ -335,7 +339,11 @@ class RunConfig:
             elif not gpt or not sovits:
                 problems.append(f"{where}: needs both gpt and sovits (or external: true to score the test CSV's "
                                 f"{AUDIO_COLUMN_PREFIX}{name or 'NAME'} audio)")
-            for what, p in (("gpt", gpt), ("sovits", sovits), ("ref_audio", ref_audio)):
+            for key in PATH_PARAMS:  # a file named in the config: relative to the config's folder
+                if params.get(key):
+                    params[key] = rel(params[key])
+            for what, p in (("gpt", gpt), ("sovits", sovits), ("ref_audio", ref_audio),
+                            *((k, params.get(k)) for k in PATH_PARAMS)):
                 if p and not Path(rel(p)).is_file():
                     problems.append(f"{where}: {what} file not found: {rel(p)}")
             if bad:
@@ -373,6 +381,12 @@ class RunConfig:
             problems.append("samples and batch_size must be whole numbers >= 1, seed in [0, 2^32)")
             samples, seed, batch = 1, 1234, 8
         scoring = _scoring_options(d, names, problems)
+        devices = d.get("devices")
+        if isinstance(devices, (list, tuple)):
+            devices = [str(x) for x in devices]
+        elif devices is not None and not isinstance(devices, str):
+            problems.append("devices: all, default, or a list of devices such as cuda:0,cuda:1")
+            devices = None
         if any(s.external for s in systems) and scoring["variants"]:
             problems.append("variants: punctuation variants change the text, so external audio (made from the "
                             "original text) cannot be scored with them; leave the external systems out")
@@ -382,7 +396,7 @@ class RunConfig:
                    asr_language=str(d.get("asr_language", "zh")), samples=samples, seed=seed, reroll=reroll,
                    asr=asr, sv_path=rel(d.get("sv_path")), batch_size=batch, run_dir=rel(d.get("run_dir")),
                    drop_interjections=bool(d.get("drop_interjections", False)), wavlm_dir=rel(d.get("wavlm_dir")),
-                   asr_cache=rel(d.get("asr_cache")), **scoring)
+                   asr_cache=rel(d.get("asr_cache")), devices=devices, **scoring)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "RunConfig":
@@ -405,9 +419,10 @@ class RunConfig:
 
     def fingerprint(self) -> dict:
         """What must not change between an interrupted run and its resumption (everything that changes what is
-        synthesised or how it is scored; not the run folder, batch size, report buckets or transcript cache)."""
+        synthesised or how it is scored; not the run folder, batch size, report buckets, transcript cache or the
+        devices the synthesis is spread over)."""
         d = self.to_dict()
-        for key in ("run_dir", "batch_size", "buckets", "asr_cache"):
+        for key in ("run_dir", "batch_size", "buckets", "asr_cache", "devices"):
             d.pop(key, None)
         return d
 
@@ -612,6 +627,7 @@ class EvalRunner:
         self.asr = asr_service
         self.settings = settings if settings is not None else getattr(engine, "settings", None)
         self.asr_files = 0  # files sent to the ASR service by the last run (cache misses)
+        self._synth = engine  # what synthesises: the engine, or an engine pool during a run spread over devices
 
     def default_run_dir(self) -> Path:
         return self._reports_dir() / time.strftime("eval_%Y%m%d_%H%M%S")
@@ -654,8 +670,13 @@ class EvalRunner:
         return load_scorer(config.similarity_model, encoder=encoder)
 
     def run(self, config: RunConfig, run_dir: str | os.PathLike | None = None, progress: Optional[ProgressFn] = None,
-            cancel: Optional[threading.Event] = None) -> Path:
-        """Run (or resume) ``config`` into ``run_dir``; returns the folder. Raises EvalCancelled when cancelled."""
+            cancel: Optional[threading.Event] = None, devices: Any = None) -> Path:
+        """Run (or resume) ``config`` into ``run_dir``; returns the folder. Raises EvalCancelled when cancelled.
+
+        ``devices`` (else ``config.devices``, else the settings' ``job_devices``): local devices the synthesis is
+        spread over, one engine process each (:func:`gsv_core.api.job_devices`; none: this runner's engine), or an
+        open :class:`gsv_core.api.EnginePool` to use (the caller closes it)."""
+        from gsv_core.api import EnginePool, job_devices
         from gsv_core.asr import ASROptions, check_model_dir
 
         report = progress or (lambda *_: None)
@@ -668,6 +689,10 @@ class EvalRunner:
             raise EvalError(f"external system(s) {', '.join(missing)}: the test CSV has no audio in column(s) "
                             f"{', '.join(AUDIO_COLUMN_PREFIX + m for m in missing)}")
         check_model_dir(config.asr_model)
+        spec = devices if devices is not None else config.devices
+        given = spec if isinstance(spec, EnginePool) else None
+        names = [] if given is not None else job_devices(spec if spec is not None else
+                                                         getattr(self.settings, "job_devices", ""))
         asr_opts = ASROptions(model_dir=config.asr_model, language=config.asr_language, **config.asr)
         asr_opts.validate()
         scorer = self.scorer(config)
@@ -701,9 +726,26 @@ class EvalRunner:
         self.asr_files = 0
         base = {(r["id"], r["sample"]): r["audio"] for r in previous if r["system"] == baseline and r.get("audio")}
         base_tracks: dict[tuple, Any] = {}
+        pool = given
+        if names and any(not t.system.external for t in tasks):
+            report(finished / max(1, total), f"starting {len(names)} engines on {', '.join(names)}")
+            pool = self.engine.pool(names)
+        self._synth = pool or self.engine
+        step = config.batch_size * (pool.size if pool is not None else 1)  # a batch per engine and step
+        try:
+            self._loop(tasks, step, config, run_dir, asr_opts, scorer, refs, cache, cancel, results_path, baseline,
+                       base, base_tracks, report, finished, total)
+        finally:
+            self._synth = self.engine
+            if pool is not None and pool is not given:
+                pool.close()
+        return run_dir
+
+    def _loop(self, tasks, step, config, run_dir, asr_opts, scorer, refs, cache, cancel, results_path, baseline,
+              base, base_tracks, report, finished, total) -> None:
         with open(results_path, "a", encoding="utf-8") as out:
-            for start in range(0, len(tasks), config.batch_size):
-                batch = tasks[start:start + config.batch_size]
+            for start in range(0, len(tasks), step):
+                batch = tasks[start:start + step]
                 for attempt in range(config.reroll.max_tries):
                     todo = [t for t in batch if not t.done]
                     if not todo:
@@ -728,7 +770,6 @@ class EvalRunner:
                     os.fsync(out.fileno())
                     finished += 1
                     report(finished / max(1, total), f"{finished}/{total}: {t.system.name} {t.item.id}")
-        return run_dir
 
     @staticmethod
     def _vs_base(track, t: _Task, base: dict, base_tracks: dict, run_dir: Path) -> dict:
@@ -804,7 +845,7 @@ class EvalRunner:
         for idx in by_system.values():
             self._check(cancel)
             try:
-                outs = self.engine.synthesize_many([requests[i] for i in idx], cancel=cancel)
+                outs = self._synth.synthesize_many([requests[i] for i in idx], cancel=cancel)
             except Cancelled:
                 raise EvalCancelled("evaluation cancelled; finished utterances are kept, run it again to resume")
             for i, r in zip(idx, outs):

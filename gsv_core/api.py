@@ -25,10 +25,12 @@ from .engine.registry import ModelRegistry
 from .engine.request import AudioChunk, RequestError, SynthesisRequest, SynthesisResult
 from .errors import GSVError
 from .loading import ModelInfo
+from .pool import EnginePool, PoolError, job_devices
 
 Progress = Callable[[float, str], None]
 
-__all__ = ["AudioChunk", "Cancelled", "Engine", "ModelInfo", "RequestError", "SynthesisRequest", "SynthesisResult"]
+__all__ = ["AudioChunk", "Cancelled", "Engine", "EnginePool", "ModelInfo", "PoolError", "RequestError",
+           "SynthesisRequest", "SynthesisResult", "job_devices"]
 
 
 class Engine:
@@ -60,6 +62,17 @@ class Engine:
         checkpoints.MAX_XZ_BYTES = int(getattr(settings, "max_unpacked_mb", 2048)) * 2**20
         registry = ModelRegistry(settings, device=device, precision=precision, budget_gb=memory_budget_gb)
         return cls(TTSEngine(registry, log_path=log_path))
+
+    def pool(self, devices: Sequence[str]) -> EnginePool:
+        """One engine per device in worker processes (``gsv_core.pool``), opened like this one (settings,
+        precision, feature models, memory budget); their syntheses go to this engine's log. Long jobs (eval runs,
+        RefAudio sweeps) spread their items over it; close it (or use ``with``) when the job ends."""
+        registry = self._pipeline.registry
+        options = dict(precision=str(registry.precision), log_path=None,
+                       memory_budget_gb=registry.budget_bytes / 2**30)
+        log = self._pipeline.log
+        return EnginePool(self.settings, devices, options,
+                          log=lambda result, device, dtype: log.append(result, device=device, dtype=dtype))
 
     # -- properties ----------------------------------------------------------------------------------------------
     @property
@@ -100,6 +113,21 @@ class Engine:
 
         return self._pipeline.stream(self.request(request), cancel=cancel, mode=mode,
                                      plan=StreamPlan.with_chunk(chunk_tokens))
+
+    def preview_text(self, text: str, lang: str = "zh", split_method: str = "cut1", version: str = "v2",
+                     pause: Optional[float] = None):
+        """How a request with this text, language and split method will be cut and read, before synthesising:
+        a :class:`gsv_core.engine.preview.TextPreview` (pieces, language per segment, normalised text, phones,
+        Mandarin pinyin, pauses) from the engine's own front end, for a model of symbol ``version`` (v1 or v2+).
+        No model is loaded; unreadable text raises the front end's TextError (a GSVError)."""
+        from .engine.request import _mode, _split
+
+        try:
+            lang, split_method = _mode(lang), _split(split_method)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        pause = SynthesisRequest.defaults()["pause"] if pause is None else float(pause)
+        return self._pipeline.text.preview(text, lang, split_method, version, pause)
 
     def precision_warning(self) -> Optional[str]:
         """The sentence to show when the settings ask this CPU for bf16 it only emulates (with the slowdown

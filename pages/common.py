@@ -16,6 +16,8 @@ import gradio as gr
 
 from gsv_core.errors import GSVError
 
+from .i18n import EN, error_text, say
+
 log = logging.getLogger("gsv.pages")
 
 def _as_gr_error(exc: BaseException) -> gr.Error:
@@ -23,10 +25,12 @@ def _as_gr_error(exc: BaseException) -> gr.Error:
         return exc
     if isinstance(exc, GSVError):  # an expected user error: a message in the page, one line in the log
         log.info("user error: %s", exc)
-        return gr.Error(str(exc), duration=None, title="Cannot do that", print_exception=False)
+        return gr.Error(error_text(exc), duration=None, title=say("Cannot do that", "无法执行"),
+                        print_exception=False)
     log.error("unexpected error in a UI action:\n%s", traceback.format_exc())
-    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}). The app keeps running; the details are in "
-                    "the server log.", duration=None, title="Internal error")
+    return gr.Error(say("Unexpected error ({kind}: {exc}). The app keeps running; the details are in the server log.",
+                        "意外错误（{kind}: {exc}）。应用仍在运行；详情见服务器日志。", kind=type(exc).__name__, exc=exc),
+                    duration=None, title=say("Internal error", "内部错误"))
 
 
 def user_errors(fn):
@@ -99,9 +103,15 @@ def guard_number_inputs(app: gr.Blocks) -> None:
             continue
         original = block.preprocess
 
-        def preprocess(payload, _original=original, _label=block.label or block.elem_id or "a number field"):
+        label = block.label
+        if label is not None and getattr(label, "key", None) in EN:  # a T() label: its English text
+            label = EN[label.key]
+
+        def preprocess(payload, _original=original, _label=label or block.elem_id or "a number field"):
             if isinstance(payload, float) and not math.isfinite(payload):
-                raise gr.Error(f"{_label}: expected a finite number, got {payload}", print_exception=False)
+                raise gr.Error(say("{field}: expected a finite number, got {value}",
+                                   "{field}：需要一个有限的数值，收到 {value}", field=_label, value=payload),
+                               print_exception=False)
             return _original(payload)
 
         block.preprocess = preprocess

@@ -18,7 +18,9 @@ import gradio as gr
 
 from gsv_core.errors import GSVError
 
+from . import manage
 from .common import on_page_load, user_errors
+from .i18n import T, say
 from .services import LANG_LABELS, SPLIT_LABELS
 
 CLIP_COLUMNS = ["id", "category", "name", "duration", "valid", "language", "transcript", "checked", "best score",
@@ -27,11 +29,41 @@ RESULT_COLUMNS = ["id", "cell", "reference", "text", "sample", "seed", "duration
                   "duration_z", "flags", "score", "remark", "status"]
 TASK_COLUMNS = ["id", "name", "compare", "status", "done", "failed", "total", "note"]
 PRODUCT_COLUMNS = ["id", "role", "name", "GPT", "SoVITS", "ref clip", "aux clips", "score", "params"]
-SCORE_CHOICES = [("未评 none", -1)] + [(str(k), k) for k in range(6)]
+SCORE_CHOICES = [(T("none", "未评"), -1)] + [(str(k), k) for k in range(6)]
 LANGS = [(v, k) for k, v in LANG_LABELS.items()]
 SPLITS = [(v, k) for k, v in SPLIT_LABELS.items()]
+#: labels of the sort keys, compare types and filters whose values the services read (technical names such as
+#: top_k or cer are shown as they are)
+SORT_LABELS = {"id": ("id", "id"), "name": ("name", "名称"), "duration": ("duration", "时长"),
+               "category": ("category", "分类"), "created": ("created", "创建时间"), "language": ("language", "语言"),
+               "score": ("score", "评分"), "cell": ("cell", "单元格"), "seed": ("seed", "种子"), "text": ("text", "文本"),
+               "reference": ("reference", "参考片段"), "sample": ("sample", "样本")}
+COMPARE_LABELS = {
+    "none": ("none (the base settings only)", "无（只用基础参数）"),
+    "ref_audio": ("ref_audio (reference clips)", "ref_audio（参考片段）"),
+    "gpt_path": ("gpt_path (GPT models)", "gpt_path（GPT 模型）"),
+    "sovits_path": ("sovits_path (SoVITS models)", "sovits_path（SoVITS 模型）"),
+    "split_method": ("split_method (text splitting)", "split_method（文本切分方式）"),
+    "aux_refs": ("aux_refs (auxiliary references)", "aux_refs（辅助参考音频）"),
+    "speed": ("speed", "speed（语速）"), "pause": ("pause (between fragments)", "pause（片段间停顿）"),
+    "kpt": ("kpt (grid of top_k × top_p × temperature)", "kpt（top_k × top_p × temperature 网格）"),
+    "models": ("models (every GPT × every SoVITS)", "models（每个 GPT × 每个 SoVITS）"),
+    "full": ("full (JSON: several settings at once)", "full（JSON：同时对比多个参数）"),
+}
 
-HELP = """
+
+#: the states of a task (RefAudioService.task_status) in Chinese
+STATE_ZH = {"queued": "排队中", "running": "运行中", "scoring": "评分中", "done": "已完成", "cancelled": "已取消",
+            "failed": "失败", "pending": "待运行"}
+
+
+def _sort_choices(keys: Sequence[str], labels: Optional[dict] = None) -> list[tuple[Any, str]]:
+    """Dropdown choices over ``keys`` (the values the services read), labelled in both languages where a label
+    exists."""
+    labels = SORT_LABELS if labels is None else labels
+    return [(T(*labels[k]) if k in labels else k, k) for k in keys]
+
+HELP_EN = """
 **Workflow** 1. *Library*: create a role (category + name), import a GPT-SoVITS `.list` (`audio|speaker|lang|text`;
 upload the .list together with its audio files or a zip of both, or give a .list path on this machine), filter the
 clips, re-label, split long clips, group speakers. 2. *Sweep*: choose what to compare (reference clips, top_k,
@@ -39,11 +71,24 @@ top_p, temperature, a kpt grid, models, ...), test texts and samples; every cell
 differ only by what varies. 3. *Results*: longest first by default; sort by any metric, listen, look at the
 spectrogram, score 0-5 (saved at once), compare two results A/B, run a long text with the best settings.
 4. *Products*: save a result's complete settings as a voice preset; export a zip (our `preset.json`, upstream
-`api_v2.json` / `tts_infer.yaml`) or load it in the TTS tab ("Load product 载入预设").
+`api_v2.json` / `tts_infer.yaml`) or load it in the TTS tab ("Load product").
 
 **Values** of a single-variable sweep are comma-separated (`5, 15, 30`); `aux_refs` takes groups of clip ids
 separated by `;` (`3 4; 5; ` — an empty group means none); `full` takes JSON (`{"top_k": [5, 15], "speed": [0.9,
 1.1]}`). **Split regions**: one per line, `start end [transcript]` in seconds.
+"""
+HELP_ZH = """
+**流程** 1. *素材库*：创建角色（分类 + 名称），导入 GPT-SoVITS 的 `.list`（`音频|说话人|语言|文本`；把 .list 和
+它的音频文件一起上传，或上传两者的 zip，或填写本机上的 .list 路径），筛选片段、重新分类、切分长片段、按说话人分组。
+2. *参数对比*：选择要对比的项（参考片段、top_k、top_p、temperature、kpt 网格、模型……）、测试文本和每格样本数；
+每一格使用相同的随机种子，因此各格之间只差在被对比的那一项。3. *结果*：默认最长的在前；可按任一指标排序、试听、
+查看频谱、打 0-5 分（立即保存）、A/B 对比两个结果、用最佳设置跑一段长文本。4. *预设*：把一个结果的完整设置保存为
+音色预设；导出 zip（本项目的 `preset.json`，以及上游的 `api_v2.json` / `tts_infer.yaml`），或在语音合成页载入
+（“载入预设”）。
+
+**对比值**：单变量对比用逗号分隔（`5, 15, 30`）；`aux_refs` 接受以 `;` 分隔的多组片段 id（`3 4; 5; `——空组表示
+不用辅助参考）；`full` 接受 JSON（`{"top_k": [5, 15], "speed": [0.9, 1.1]}`）。**切分区间**：每行一个，
+`起点 终点 [转写]`，单位为秒。
 """
 
 
@@ -51,6 +96,20 @@ separated by `;` (`3 4; 5; ` — an empty group means none); `full` takes JSON (
 
 class RefAudioPageError(GSVError):
     """A value typed into the RefAudio tab that cannot be used."""
+
+
+#: the Chinese names of the things the page's errors name (``what`` of the parsers below; English: the key)
+_WHAT_ZH = {
+    "clip ids": "片段 id", "aux_refs group": "aux_refs 组", "auxiliary clip ids": "辅助参考片段 id",
+    "reference clip ids": "参考片段 id", "product ids": "预设 id", "clip": "片段", "anchor clip": "锚点片段",
+    "task": "任务", "result": "结果", "result A": "结果 A", "result B": "结果 B", "task or result": "任务或结果",
+    "result (Results tab)": "结果（结果页）", "max CER": "最大 CER", "min similarity": "最低相似度",
+}
+
+
+def _what(what: str) -> str:
+    """``what`` in the language of the request (English when it has no Chinese name)."""
+    return say(what, _WHAT_ZH.get(what, what))
 
 
 def parse_ids(text: Any, what: str = "clip ids") -> list[int]:
@@ -66,9 +125,11 @@ def parse_ids(text: Any, what: str = "clip ids") -> list[int]:
         try:
             f = float(t)
         except ValueError:
-            raise RefAudioPageError(f"{what}: {t!r} is not a number.") from None
+            raise RefAudioPageError(say("{what}: {t!r} is not a number.", "{what}：{t!r} 不是数字。",
+                                        what=_what(what), t=t)) from None
         if f != int(f) or f < 1:
-            raise RefAudioPageError(f"{what}: {t!r} is not an id (a whole number from 1).")
+            raise RefAudioPageError(say("{what}: {t!r} is not an id (a whole number from 1).",
+                                        "{what}：{t!r} 不是 id（应为从 1 起的整数）。", what=_what(what), t=t))
         if int(f) not in out:
             out.append(int(f))
     return out
@@ -77,7 +138,8 @@ def parse_ids(text: Any, what: str = "clip ids") -> list[int]:
 def parse_list_values(text: Any, what: str) -> list[str]:
     values = [v.strip() for v in re.split(r"[,\n]+", str(text or "")) if v.strip()]
     if not values:
-        raise RefAudioPageError(f"Give the {what} values to compare, separated by commas (e.g. 5, 15, 30).")
+        raise RefAudioPageError(say("Give the {what} values to compare, separated by commas (e.g. 5, 15, 30).",
+                                    "请填写要对比的 {what} 取值，用逗号分隔（例如 5, 15, 30）。", what=what))
     return values
 
 
@@ -89,20 +151,24 @@ def parse_values(compare: str, text: str, gpt_values: Sequence[str], sovits_valu
     if compare == "kpt":
         out = {k: parse_list_values(v, k) for k, v in grid.items() if str(v or "").strip()}
         if not out:
-            raise RefAudioPageError("A kpt grid needs values for top_k, top_p and/or temperature.")
+            raise RefAudioPageError(say("A kpt grid needs values for top_k, top_p and/or temperature.",
+                                        "kpt 网格需要填写 top_k、top_p 和/或 temperature 的取值。"))
         return out
     if compare == "gpt_path":
         if not gpt_values:
-            raise RefAudioPageError("Choose the GPT models to compare in 'GPT models to compare'.")
+            raise RefAudioPageError(say("Choose the GPT models to compare in 'GPT models to compare'.",
+                                        "请在“要对比的 GPT 模型”中选择要对比的 GPT 模型。"))
         return list(gpt_values)
     if compare == "sovits_path":
         if not sovits_values:
-            raise RefAudioPageError("Choose the SoVITS models to compare in 'SoVITS models to compare'.")
+            raise RefAudioPageError(say("Choose the SoVITS models to compare in 'SoVITS models to compare'.",
+                                        "请在“要对比的 SoVITS 模型”中选择要对比的 SoVITS 模型。"))
         return list(sovits_values)
     if compare == "models":
         if not gpt_values or not sovits_values:
-            raise RefAudioPageError("A models comparison pairs every chosen GPT with every chosen SoVITS model: "
-                                    "choose at least one of each.")
+            raise RefAudioPageError(say("A models comparison pairs every chosen GPT with every chosen SoVITS model: "
+                                        "choose at least one of each.",
+                                        "模型对比会把每个选中的 GPT 与每个选中的 SoVITS 模型配对：两种各至少选一个。"))
         return [[g, s] for g in gpt_values for s in sovits_values]
     if compare == "aux_refs":
         groups = str(text or "").split(";")
@@ -111,9 +177,11 @@ def parse_values(compare: str, text: str, gpt_values: Sequence[str], sovits_valu
         try:
             values = json.loads(str(text or ""))
         except json.JSONDecodeError as exc:
-            raise RefAudioPageError(f"A full comparison takes JSON like {{\"top_k\": [5, 15]}}: {exc}") from None
+            raise RefAudioPageError(say("A full comparison takes JSON like {{\"top_k\": [5, 15]}}: {exc}",
+                                        "full 对比需要 JSON，例如 {{\"top_k\": [5, 15]}}：{exc}", exc=exc)) from None
         if not isinstance(values, dict):
-            raise RefAudioPageError("A full comparison takes a JSON object: setting -> list of values.")
+            raise RefAudioPageError(say("A full comparison takes a JSON object: setting -> list of values.",
+                                        "full 对比需要一个 JSON 对象：参数名 -> 取值列表。"))
         return values
     return parse_list_values(text, compare)
 
@@ -126,11 +194,14 @@ def parse_regions(text: Any) -> list[dict]:
             continue
         m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|,|\s)\s*(\d+(?:\.\d+)?)\s*(.*)$", line)
         if not m:
-            raise RefAudioPageError(f"Region line {no}: write 'start end [transcript]' in seconds, e.g. "
-                                    "'0.5 4.2 今天天气很好'.")
+            raise RefAudioPageError(say("Region line {no}: write 'start end [transcript]' in seconds, e.g. "
+                                        "'0.5 4.2 今天天气很好'.",
+                                        "区间第 {no} 行：请写成“起点 终点 [转写]”，单位为秒，例如“0.5 4.2 今天天气很好”。",
+                                        no=no))
         segments.append({"start": float(m.group(1)), "end": float(m.group(2)), "transcript": m.group(3).strip()})
     if not segments:
-        raise RefAudioPageError("Give at least one region: 'start end [transcript]' per line, in seconds.")
+        raise RefAudioPageError(say("Give at least one region: 'start end [transcript]' per line, in seconds.",
+                                    "请至少给出一个区间：每行“起点 终点 [转写]”，单位为秒。"))
     return segments
 
 
@@ -174,7 +245,8 @@ def sweep_fields_visibility(compare: str):
 
 
 def role_choices(svc) -> list[tuple[str, int]]:
-    return [(f"{r['category']}/{r['name']} ({r['clips']} clips, {r['tasks']} tasks)", r["id"])
+    return [(say("{role} ({clips} clips, {tasks} tasks)", "{role}（{clips} 个片段，{tasks} 个任务）",
+                 role=f"{r['category']}/{r['name']}", clips=r["clips"], tasks=r["tasks"]), r["id"])
             for r in svc.list_roles()]
 
 
@@ -185,13 +257,15 @@ def product_choices(svc, role_id: Optional[int] = None) -> list[tuple[str, int]]
 
 def _role(role_id: Any) -> int:
     if role_id in (None, ""):
-        raise RefAudioPageError("Choose a role first (or create one: category + name → Create role).")
+        raise RefAudioPageError(say("Choose a role first (or create one: category + name → Create role).",
+                                    "请先选择角色（或新建一个：分类 + 名称 → 创建角色）。"))
     return int(role_id)
 
 
 def _one_id(value: Any, what: str) -> int:
     if value in (None, "") or float(value) < 1:
-        raise RefAudioPageError(f"Choose a {what} first (click its row in the table, or type its id).")
+        raise RefAudioPageError(say("Choose a {what} first (click its row in the table, or type its id).",
+                                    "请先选择{what}（点击表格中的行，或输入其 id）。", what=_what(what)))
     return int(value)
 
 
@@ -202,17 +276,21 @@ def _metrics_md(item: dict) -> str:
     p = item["params"]
     settings = ", ".join(f"{k}={p.get(k)}" for k in ("top_k", "top_p", "temperature", "repetition_penalty",
                                                       "speed", "split_method") if k in p)
-    text = (f"**Result {item['id']}** · task {item['task_id']} · cell *{item['cell_label']}* · reference clip "
-            f"{item['clip_id']} ({item.get('ref_name') or '—'}) · seed {item['seed']} · sample {item['sample']}  \n"
-            + (" · ".join(parts) or "no metrics yet") + "  \n"
-            + f"settings: {settings} · GPT {Path(p.get('gpt_path', '')).name} · SoVITS "
-              f"{Path(p.get('sovits_path', '')).name}")
+    text = (say("**Result {id}** · task {task} · cell *{cell}* · reference clip {clip} ({ref}) · seed {seed} · "
+                "sample {sample}  \n",
+                "**结果 {id}** · 任务 {task} · 单元格 *{cell}* · 参考片段 {clip}（{ref}）· 种子 {seed} · "
+                "样本 {sample}  \n",
+                id=item["id"], task=item["task_id"], cell=item["cell_label"], clip=item["clip_id"],
+                ref=item.get("ref_name") or "—", seed=item["seed"], sample=item["sample"])
+            + (" · ".join(parts) or say("no metrics yet", "尚无指标")) + "  \n"
+            + say("settings: {settings} · GPT {gpt} · SoVITS {sovits}", "设置：{settings} · GPT {gpt} · SoVITS {sovits}",
+                  settings=settings, gpt=Path(p.get("gpt_path", "")).name, sovits=Path(p.get("sovits_path", "")).name))
     if item.get("flags"):
-        text += f"  \n**flags:** {item['flags']}"
+        text += say("  \n**flags:** {flags}", "  \n**标记：** {flags}", flags=item["flags"])
     if item.get("asr_text"):
-        text += f"  \nASR: {item['asr_text']}"
+        text += say("  \nASR: {text}", "  \nASR 转写：{text}", text=item["asr_text"])
     if item.get("error"):
-        text += f"  \n**error:** {item['error']}"
+        text += say("  \n**error:** {error}", "  \n**错误：** {error}", error=item["error"])
     return text
 
 
@@ -222,14 +300,19 @@ def build_refaudio_unavailable(services: Any, error: str) -> dict[str, Any]:
     """The RefAudio tab when its library cannot be opened: the reason, and a button that moves the damaged file
     aside (nothing is deleted) so the next start of the app begins a new library."""
     c: dict[str, Any] = {}
-    c["error"] = gr.Markdown(f"**The RefAudio library is not available.** {error}", elem_id="ra-unavailable")
-    c["move"] = gr.Button("Move the damaged library aside 移开损坏的资料库", variant="stop", elem_id="ra-move-aside")
+    # the reason is the library's own (English) message, shown after the heading in either language
+    c["error"] = gr.Markdown(T(f"**The RefAudio library is not available.** {error}",
+                               f"**参考音频库无法使用。** {error}"), elem_id="ra-unavailable")
+    c["move"] = gr.Button(T("Move the damaged library aside", "移开损坏的资料库"), variant="stop",
+                          elem_id="ra-move-aside")
 
     @user_errors
     def move():
         moved = services.move_refaudio_db_aside()
-        return (f"Moved to `{Path(moved).name}`. Restart GSV Playground to start a new, empty RefAudio library "
-                "(the other tabs keep working meanwhile).")
+        return say("Moved to `{name}`. Restart GSV Playground to start a new, empty RefAudio library "
+                   "(the other tabs keep working meanwhile).",
+                   "已移到 `{name}`。重启 GSV Playground 即会新建一个空的参考音频库（其他页面在此期间照常可用）。",
+                   name=Path(moved).name)
 
     c["move"].click(move, None, c["error"], api_name="refaudio_move_db_aside")
     return c
@@ -249,228 +332,261 @@ def build_refaudio_tab(settings: Any, services: Any) -> dict[str, Any]:
     def served(path: Any) -> str:
         return str(svc.resolve_served(path))
 
-    with gr.Accordion("Help: workflow, values, regions 帮助", open=False):
-        gr.Markdown(HELP)
+    with gr.Accordion(T("Help: workflow, values, regions", "帮助：流程、对比值、切分区间"), open=False):
+        gr.Markdown(T(HELP_EN, HELP_ZH))
     with gr.Row(equal_height=True):
-        c["role"] = gr.Dropdown(roles, value=roles[0][1] if roles else None, label="角色 Role", scale=3, allow_custom_value=True,
-                                elem_id="ra-role")
-        c["role_category"] = gr.Textbox(label="new role: category 分类", scale=1, elem_id="ra-role-category")
-        c["role_name"] = gr.Textbox(label="new role: name 名称", scale=1, elem_id="ra-role-name")
-        c["create_role"] = gr.Button("Create role 创建角色", scale=1, elem_id="ra-create-role")
-        c["refresh"] = gr.Button("Refresh 刷新", scale=1, size="sm", elem_id="ra-refresh")
+        c["role"] = gr.Dropdown(roles, value=roles[0][1] if roles else None, label=T("Role", "角色"), scale=3,
+                                allow_custom_value=True, elem_id="ra-role")
+        c["role_category"] = gr.Textbox(label=T("new role: category", "新角色：分类"), scale=1,
+                                        elem_id="ra-role-category")
+        c["role_name"] = gr.Textbox(label=T("new role: name", "新角色：名称"), scale=1, elem_id="ra-role-name")
+        c["create_role"] = gr.Button(T("Create role", "创建角色"), scale=1, elem_id="ra-create-role")
+        c["refresh"] = gr.Button(T("Refresh", "刷新"), scale=1, size="sm", elem_id="ra-refresh")
     c["status"] = gr.Markdown(elem_id="ra-status")
 
     with gr.Tabs():
         # -- library ---------------------------------------------------------------------------------------------
-        with gr.Tab("Library 素材库", id="ra-library"):
-            with gr.Accordion("Import a .list 导入", open=True):
+        with gr.Tab(T("Library", "素材库"), id="ra-library"):
+            with gr.Accordion(T("Import a .list", "导入 .list"), open=True):
                 with gr.Row():
                     c["import_files"] = gr.File(file_count="multiple", type="filepath", height=110,
-                                                label=".list + its audio files, or a zip of both 上传",
+                                                label=T(".list + its audio files, or a zip of both",
+                                                        ".list 及其音频文件，或两者打包的 zip"),
                                                 elem_id="ra-import-files")
                     with gr.Column():
-                        c["import_path"] = gr.Textbox(label="…or a .list path on this machine",
+                        c["import_path"] = gr.Textbox(label=T("…or a .list path on this machine",
+                                                              "…或本机上的 .list 路径"),
                                                       elem_id="ra-import-path")
                         with gr.Row():
-                            c["import_category"] = gr.Textbox(value="default", label="into category 分类")
-                            c["import_update"] = gr.Checkbox(value=False, label="update transcripts of duplicates")
-                        c["import_go"] = gr.Button("Import 导入", variant="primary", elem_id="ra-import-go")
+                            c["import_category"] = gr.Textbox(value="default", label=T("into category", "导入到分类"))
+                            c["import_update"] = gr.Checkbox(value=False, label=T("update transcripts of duplicates",
+                                                                                  "更新重复片段的转写"))
+                        c["import_go"] = gr.Button(T("Import", "导入"), variant="primary", elem_id="ra-import-go")
                 c["import_report"] = gr.Markdown(elem_id="ra-import-report")
             with gr.Row():
-                c["f_categories"] = gr.Dropdown([], multiselect=True, label="categories 分类", scale=2,
+                c["f_categories"] = gr.Dropdown([], multiselect=True, label=T("categories", "分类"), scale=2,
                                                allow_custom_value=True)
-                c["f_text"] = gr.Textbox(label="name / transcript contains 搜索", scale=2, elem_id="ra-f-text")
-                c["f_valid"] = gr.Radio([("all", "all"), ("valid 3-10 s", "valid"), ("invalid", "invalid")],
-                                        value="all", label="valid", scale=2)
-                c["f_min"] = gr.Number(value=0, label="min s", scale=1)
-                c["f_max"] = gr.Number(value=0, label="max s (0 = any)", scale=1)
-                c["f_sort"] = gr.Dropdown(list(CLIP_SORTS), value="duration", label="sort", scale=1)
-                c["f_desc"] = gr.Checkbox(value=True, label="descending", scale=1)
-                c["search"] = gr.Button("Search 筛选", scale=1, elem_id="ra-search")
+                c["f_text"] = gr.Textbox(label=T("name / transcript contains", "名称 / 转写包含"), scale=2,
+                                         elem_id="ra-f-text")
+                c["f_valid"] = gr.Radio([(T("all", "全部"), "all"), (T("valid 3-10 s", "有效 3-10 秒"), "valid"),
+                                         (T("invalid", "无效"), "invalid")],
+                                        value="all", label=T("valid", "有效性"), scale=2)
+                c["f_min"] = gr.Number(value=0, label=T("min s", "最短（秒）"), scale=1)
+                c["f_max"] = gr.Number(value=0, label=T("max s (0 = any)", "最长（秒，0 = 不限）"), scale=1)
+                c["f_sort"] = gr.Dropdown(_sort_choices(CLIP_SORTS), value="duration", label=T("sort", "排序"),
+                                          scale=1)
+                c["f_desc"] = gr.Checkbox(value=True, label=T("descending", "降序"), scale=1)
+                c["search"] = gr.Button(T("Search", "筛选"), scale=1, elem_id="ra-search")
             c["clips"] = gr.Dataframe(headers=CLIP_COLUMNS, value=[], interactive=False, wrap=True, max_height=360,
                                       elem_id="ra-clips")
             with gr.Row(equal_height=True):
-                c["selected"] = gr.Textbox(label="selected clip ids 已选 (click rows; editable)", scale=3,
+                c["selected"] = gr.Textbox(label=T("selected clip ids (click rows; editable)",
+                                                   "已选片段 id（点击表格行选取；可编辑）"), scale=3,
                                            elem_id="ra-selected")
-                c["clear_sel"] = gr.Button("Clear selection", size="sm", scale=1)
-                c["relabel_to"] = gr.Textbox(label="category for the selection 新分类", scale=2,
+                c["clear_sel"] = gr.Button(T("Clear selection", "清空选择"), size="sm", scale=1)
+                c["relabel_to"] = gr.Textbox(label=T("category for the selection", "所选片段的新分类"), scale=2,
                                              elem_id="ra-relabel-to")
-                c["relabel"] = gr.Button("Relabel selected 重新分类", scale=1, elem_id="ra-relabel")
+                c["relabel"] = gr.Button(T("Relabel selected", "重新分类"), scale=1, elem_id="ra-relabel")
             with gr.Row():
                 with gr.Column(scale=1):
-                    c["clip_id"] = gr.Number(label="clip 片段 id", precision=0, elem_id="ra-clip-id")
-                    c["clip_audio"] = gr.Audio(label="clip", type="filepath", interactive=False,
+                    c["clip_id"] = gr.Number(label=T("clip id", "片段 id"), precision=0, elem_id="ra-clip-id")
+                    c["clip_audio"] = gr.Audio(label=T("clip", "片段"), type="filepath", interactive=False,
                                                elem_id="ra-clip-audio")
-                    c["clip_text"] = gr.Textbox(label="transcript 文本", lines=2)
+                    c["clip_text"] = gr.Textbox(label=T("transcript", "转写文本"), lines=2)
                     with gr.Row():
-                        c["clip_lang"] = gr.Dropdown(LANGS, value="zh", label="language")
-                        c["clip_checked"] = gr.Checkbox(label="manually checked 已校对")
-                    c["clip_save"] = gr.Button("Save clip text 保存", size="sm")
+                        c["clip_lang"] = gr.Dropdown(LANGS, value="zh", label=T("language", "语言"))
+                        c["clip_checked"] = gr.Checkbox(label=T("manually checked", "已人工校对"))
+                    c["clip_save"] = gr.Button(T("Save clip text", "保存片段文本"), size="sm")
                 with gr.Column(scale=2):
-                    c["clip_view"] = gr.Image(label="waveform + spectrogram 波形/频谱", type="filepath",
+                    c["clip_view"] = gr.Image(label=T("waveform + spectrogram", "波形 + 频谱"), type="filepath",
                                               interactive=False, elem_id="ra-clip-view")
                     with gr.Row():
-                        c["regions"] = gr.Textbox(label="split regions: 'start end [transcript]' per line 切分",
+                        c["regions"] = gr.Textbox(label=T("split regions: 'start end [transcript]' per line",
+                                                          "切分区间：每行“起点 终点 [转写]”"),
                                                   lines=3, scale=3, elem_id="ra-regions")
                         with gr.Column(scale=1):
-                            c["split_join"] = gr.Checkbox(label="join regions into one clip")
-                            c["split_preview"] = gr.Button("Preview marks 预览", size="sm")
-                            c["split_go"] = gr.Button("Split 切分", size="sm", elem_id="ra-split")
-            with gr.Accordion("Speaker grouping 说话人分组", open=False):
+                            c["split_join"] = gr.Checkbox(label=T("join regions into one clip", "把各区间拼成一个片段"))
+                            c["split_preview"] = gr.Button(T("Preview marks", "预览切分点"), size="sm")
+                            c["split_go"] = gr.Button(T("Split", "切分"), size="sm", elem_id="ra-split")
+            with gr.Accordion(T("Speaker grouping", "说话人分组"), open=False):
                 with gr.Row():
-                    c["anchor"] = gr.Number(label="anchor clip id", precision=0)
-                    c["threshold"] = gr.Slider(-1.0, 1.0, value=0.6, step=0.01, label="similarity threshold")
-                    c["group_to"] = gr.Textbox(value="similar", label="move ≥ threshold into category")
+                    c["anchor"] = gr.Number(label=T("anchor clip id", "锚点片段 id"), precision=0)
+                    c["threshold"] = gr.Slider(-1.0, 1.0, value=0.6, step=0.01,
+                                               label=T("similarity threshold", "相似度阈值"))
+                    c["group_to"] = gr.Textbox(value="similar", label=T("move ≥ threshold into category",
+                                                                        "把 ≥ 阈值的片段移入分类"))
                 with gr.Row():
-                    c["similar"] = gr.Button("Similarity histogram 相似度")
-                    c["move_similar"] = gr.Button("Move similar clips 移动")
-                    c["cluster"] = gr.Button("Cluster the role 聚类")
-                    c["apply_clusters"] = gr.Button("Apply clusters as speaker_N 应用")
+                    c["similar"] = gr.Button(T("Similarity histogram", "相似度直方图"))
+                    c["move_similar"] = gr.Button(T("Move similar clips", "移动相似片段"))
+                    c["cluster"] = gr.Button(T("Cluster the role", "对角色聚类"))
+                    c["apply_clusters"] = gr.Button(T("Apply clusters as speaker_N", "按聚类结果分为 speaker_N"))
                 with gr.Row():
-                    c["histogram"] = gr.Image(label="histogram", type="filepath", interactive=False)
+                    c["histogram"] = gr.Image(label=T("histogram", "直方图"), type="filepath", interactive=False)
                     c["similar_table"] = gr.Dataframe(headers=["clip", "similarity"], value=[], interactive=False,
                                                       max_height=300)
                 c["clusters_state"] = gr.State([])
                 c["clusters"] = gr.Dataframe(headers=["cluster", "clips"], value=[], interactive=False)
 
         # -- sweep -----------------------------------------------------------------------------------------------
-        with gr.Tab("Sweep 参数对比", id="ra-sweep"):
+        with gr.Tab(T("Sweep", "参数对比"), id="ra-sweep"):
             with gr.Row():
-                c["task_name"] = gr.Textbox(label="task name 任务名", elem_id="ra-task-name")
-                c["compare"] = gr.Dropdown(list(COMPARE_TYPES), value="top_k", label="compare 对比项",
-                                           elem_id="ra-compare")
-                c["values"] = gr.Textbox(value="5, 15, 30", label="values (comma-separated; JSON for full)",
+                c["task_name"] = gr.Textbox(label=T("task name", "任务名"), elem_id="ra-task-name")
+                c["compare"] = gr.Dropdown(_sort_choices(COMPARE_TYPES, COMPARE_LABELS), value="top_k",
+                                           label=T("compare", "对比项"), elem_id="ra-compare")
+                c["values"] = gr.Textbox(value="5, 15, 30", label=T("values (comma-separated; JSON for full)",
+                                                                    "对比值（逗号分隔；full 用 JSON）"),
                                          elem_id="ra-values")
             # only the fields of the chosen compare type are shown (see sweep_fields_visibility)
             with gr.Row(visible=False) as c["grid_row"]:
-                c["grid_k"] = gr.Textbox(value="5, 15", label="kpt grid: top_k")
-                c["grid_p"] = gr.Textbox(value="0.8, 1.0", label="kpt grid: top_p")
-                c["grid_t"] = gr.Textbox(value="0.8, 1.0", label="kpt grid: temperature")
+                c["grid_k"] = gr.Textbox(value="5, 15", label=T("kpt grid: top_k", "kpt 网格：top_k"))
+                c["grid_p"] = gr.Textbox(value="0.8, 1.0", label=T("kpt grid: top_p", "kpt 网格：top_p"))
+                c["grid_t"] = gr.Textbox(value="0.8, 1.0", label=T("kpt grid: temperature", "kpt 网格：temperature"))
             with gr.Row(visible=False) as c["models_row"]:
-                c["gpt_values"] = gr.Dropdown(gpts, multiselect=True, label="GPT models to compare (gpt_path/models)")
+                c["gpt_values"] = gr.Dropdown(gpts, multiselect=True,
+                                              label=T("GPT models to compare (gpt_path/models)",
+                                                      "要对比的 GPT 模型（gpt_path/models）"))
                 c["sovits_values"] = gr.Dropdown(sovitss, multiselect=True,
-                                                 label="SoVITS models to compare (sovits_path/models)")
+                                                 label=T("SoVITS models to compare (sovits_path/models)",
+                                                         "要对比的 SoVITS 模型（sovits_path/models）"))
             with gr.Row():
-                c["gpt"] = gr.Dropdown(gpts, value=gpts[0][1] if gpts else None, label="GPT 模型 (base)")
+                c["gpt"] = gr.Dropdown(gpts, value=gpts[0][1] if gpts else None,
+                                       label=T("GPT model (base)", "GPT 模型（基础）"))
                 c["sovits"] = gr.Dropdown(sovitss, value=sovitss[0][1] if sovitss else None,
-                                          label="SoVITS 模型 (base)")
+                                          label=T("SoVITS model (base)", "SoVITS 模型（基础）"))
             with gr.Row():
-                c["ref_ids"] = gr.Textbox(label="reference clip ids 参考片段 (or use the Library selection)",
+                c["ref_ids"] = gr.Textbox(label=T("reference clip ids (or use the Library selection)",
+                                                  "参考片段 id（或使用素材库中的选择）"),
                                           elem_id="ra-ref-ids")
-                c["use_selection"] = gr.Button("← Library selection", size="sm")
+                c["use_selection"] = gr.Button(T("← Library selection", "← 素材库中的选择"), size="sm")
                 c["ref_categories"] = gr.Dropdown([], multiselect=True, allow_custom_value=True,
-                                                 label="…and/or every valid clip of categories")
-                c["aux_ids"] = gr.Textbox(label="auxiliary reference clip ids (base)")
+                                                 label=T("…and/or every valid clip of categories",
+                                                         "…和/或这些分类中的所有有效片段"))
+                c["aux_ids"] = gr.Textbox(label=T("auxiliary reference clip ids (base)", "辅助参考片段 id（基础）"))
             with gr.Row():
                 c["texts"] = gr.Textbox(value="今天天气很好，我们去公园散步吧。", lines=3, scale=3,
-                                        label="test texts 测试文本 (one per line)", elem_id="ra-texts")
+                                        label=T("test texts (one per line)", "测试文本（每行一条）"), elem_id="ra-texts")
                 with gr.Column(scale=1):
-                    c["text_lang"] = gr.Dropdown(LANGS, value="zh", label="text language")
-                    c["samples"] = gr.Number(value=1, precision=0, minimum=1, maximum=50, label="samples per cell",
-                                             elem_id="ra-samples")
-                    c["seed"] = gr.Number(value=1234, precision=0, minimum=0, label="task seed")
-            with gr.Accordion("Base parameters 基础参数", open=False):
+                    c["text_lang"] = gr.Dropdown(LANGS, value="zh", label=T("text language", "文本语言"))
+                    c["samples"] = gr.Number(value=1, precision=0, minimum=1, maximum=50,
+                                             label=T("samples per cell", "每格样本数"), elem_id="ra-samples")
+                    c["seed"] = gr.Number(value=1234, precision=0, minimum=0, label=T("task seed", "任务随机种子"))
+            manage.sweep_text_picker(svc, c)  # library texts, each with its own language (pages/manage.py)
+            with gr.Accordion(T("Base parameters", "基础参数"), open=False):
                 with gr.Row():
-                    c["top_k"] = gr.Number(value=PARAM_DEFAULTS["top_k"], precision=0, label="top_k")
-                    c["top_p"] = gr.Number(value=PARAM_DEFAULTS["top_p"], label="top_p")
-                    c["temperature"] = gr.Number(value=PARAM_DEFAULTS["temperature"], label="temperature")
+                    c["top_k"] = gr.Number(value=PARAM_DEFAULTS["top_k"], precision=0, label=T("top_k", "top_k"))
+                    c["top_p"] = gr.Number(value=PARAM_DEFAULTS["top_p"], label=T("top_p", "top_p"))
+                    c["temperature"] = gr.Number(value=PARAM_DEFAULTS["temperature"],
+                                                 label=T("temperature", "temperature（温度）"))
                     c["repetition_penalty"] = gr.Number(value=PARAM_DEFAULTS["repetition_penalty"],
-                                                        label="repetition penalty")
+                                                        label=T("repetition penalty", "重复惩罚"))
                 with gr.Row():
-                    c["speed"] = gr.Number(value=PARAM_DEFAULTS["speed"], label="speed")
-                    c["split"] = gr.Dropdown(SPLITS, value=PARAM_DEFAULTS["split_method"], label="split method")
-                    c["pause"] = gr.Number(value=PARAM_DEFAULTS["pause"], label="pause (s)")
-                    c["noise_scale"] = gr.Number(value=PARAM_DEFAULTS["noise_scale"], label="noise scale")
+                    c["speed"] = gr.Number(value=PARAM_DEFAULTS["speed"], label=T("speed", "语速"))
+                    c["split"] = gr.Dropdown(SPLITS, value=PARAM_DEFAULTS["split_method"],
+                                             label=T("split method", "文本切分方式"))
+                    c["pause"] = gr.Number(value=PARAM_DEFAULTS["pause"], label=T("pause (s)", "停顿（秒）"))
+                    c["noise_scale"] = gr.Number(value=PARAM_DEFAULTS["noise_scale"],
+                                                 label=T("noise scale", "噪声系数"))
                     c["max_tokens"] = gr.Number(value=0, precision=0, minimum=0, elem_id="ra-max-tokens",
-                                                label="max semantic tokens (0 = model limit)")
+                                                label=T("max semantic tokens (0 = model limit)",
+                                                        "最大语义 token 数（0 = 模型上限）"))
             with gr.Row():
-                c["sweep_go"] = gr.Button("Create and start 创建并运行", variant="primary", elem_id="ra-sweep-go")
-                c["sweep_cancel"] = gr.Button("Cancel 取消", variant="stop", elem_id="ra-sweep-cancel")
+                c["sweep_go"] = gr.Button(T("Create and start", "创建并运行"), variant="primary",
+                                          elem_id="ra-sweep-go")
+                c["sweep_cancel"] = gr.Button(T("Cancel", "取消"), variant="stop", elem_id="ra-sweep-cancel")
             c["sweep_status"] = gr.Markdown(elem_id="ra-sweep-status")
             with gr.Row():
-                c["follow_id"] = gr.Number(label="task id", precision=0, scale=1)
-                c["follow"] = gr.Button("Follow / status 查看进度", scale=1)
-                c["start_again"] = gr.Button("Start (resume) 继续", scale=1)
+                c["follow_id"] = gr.Number(label=T("task id", "任务 id"), precision=0, scale=1)
+                c["follow"] = gr.Button(T("Follow / status", "查看进度"), scale=1)
+                c["start_again"] = gr.Button(T("Start (resume)", "继续运行"), scale=1)
             c["tasks"] = gr.Dataframe(headers=TASK_COLUMNS, value=[], interactive=False, max_height=260,
                                       elem_id="ra-tasks")
 
         # -- results ---------------------------------------------------------------------------------------------
-        with gr.Tab("Results 结果", id="ra-results"):
+        with gr.Tab(T("Results", "结果"), id="ra-results"):
             with gr.Row():
-                c["r_task"] = gr.Dropdown([], label="task 任务", scale=3, elem_id="ra-r-task", allow_custom_value=True)
-                c["r_sort"] = gr.Dropdown(list(RESULT_SORTS), value="duration", label="sort 排序", scale=1,
-                                          elem_id="ra-r-sort")
-                c["r_desc"] = gr.Checkbox(value=True, label="descending", scale=1)
-                c["r_status"] = gr.Dropdown(["done", "failed", "pending", "all"], value="done", label="status",
-                                            scale=1)
+                c["r_task"] = gr.Dropdown([], label=T("task", "任务"), scale=3, elem_id="ra-r-task",
+                                          allow_custom_value=True)
+                c["r_sort"] = gr.Dropdown(_sort_choices(RESULT_SORTS), value="duration", label=T("sort", "排序"),
+                                          scale=1, elem_id="ra-r-sort")
+                c["r_desc"] = gr.Checkbox(value=True, label=T("descending", "降序"), scale=1)
+                c["r_status"] = gr.Dropdown([(T("done", "已完成"), "done"), (T("failed", "失败"), "failed"),
+                                             (T("pending", "待运行"), "pending"), (T("all", "全部"), "all")],
+                                            value="done", label=T("status", "状态"), scale=1)
             with gr.Row():
-                c["r_min_score"] = gr.Dropdown([("any", -1)] + [(str(k), k) for k in range(6)], value=-1,
-                                               label="min score")
-                c["r_max_cer"] = gr.Textbox(label="max CER (empty = any)")
-                c["r_min_sim"] = gr.Textbox(label="min similarity (empty = any)")
-                c["r_flagged"] = gr.Radio(["any", "flagged", "clean"], value="any", label="flags")
-                c["r_remark"] = gr.Textbox(label="remark contains")
-                c["r_show"] = gr.Button("Show 显示", elem_id="ra-r-show")
+                c["r_min_score"] = gr.Dropdown([(T("any", "不限"), -1)] + [(str(k), k) for k in range(6)], value=-1,
+                                               label=T("min score", "最低评分"))
+                c["r_max_cer"] = gr.Textbox(label=T("max CER (empty = any)", "最大 CER（留空 = 不限）"))
+                c["r_min_sim"] = gr.Textbox(label=T("min similarity (empty = any)", "最低相似度（留空 = 不限）"))
+                c["r_flagged"] = gr.Radio([(T("any", "不限"), "any"), (T("flagged", "有标记"), "flagged"),
+                                           (T("clean", "无标记"), "clean")], value="any", label=T("flags", "标记"))
+                c["r_remark"] = gr.Textbox(label=T("remark contains", "备注包含"))
+                c["r_show"] = gr.Button(T("Show", "显示"), elem_id="ra-r-show")
             c["results"] = gr.Dataframe(headers=RESULT_COLUMNS, value=[], interactive=False, wrap=True,
                                         max_height=360, elem_id="ra-results-table")
             with gr.Row():
                 with gr.Column(scale=1):
-                    c["item_id"] = gr.Number(label="result 结果 id", precision=0, elem_id="ra-item-id")
-                    c["item_audio"] = gr.Audio(label="result", type="filepath", interactive=False,
+                    c["item_id"] = gr.Number(label=T("result id", "结果 id"), precision=0, elem_id="ra-item-id")
+                    c["item_audio"] = gr.Audio(label=T("result", "结果"), type="filepath", interactive=False,
                                                elem_id="ra-item-audio")
-                    c["score"] = gr.Radio(SCORE_CHOICES, value=-1, label="评分 score 0-5 (saved at once)",
+                    c["score"] = gr.Radio(SCORE_CHOICES, value=-1, label=T("score 0-5 (saved at once)",
+                                                                           "评分 0-5（立即保存）"),
                                           elem_id="ra-score")
-                    c["remark"] = gr.Textbox(label="remark 备注 (Enter saves)", elem_id="ra-remark")
+                    c["remark"] = gr.Textbox(label=T("remark (Enter saves)", "备注（回车保存）"), elem_id="ra-remark")
                     c["score_info"] = gr.Markdown(elem_id="ra-score-info")
                 with gr.Column(scale=2):
-                    c["item_spec"] = gr.Image(label="spectrogram 频谱", type="filepath", interactive=False,
+                    c["item_spec"] = gr.Image(label=T("spectrogram", "频谱"), type="filepath", interactive=False,
                                               elem_id="ra-item-spec")
                     c["item_info"] = gr.Markdown(elem_id="ra-item-info")
-            with gr.Accordion("A/B compare 对比", open=False):
+            with gr.Accordion(T("A/B compare", "A/B 对比"), open=False):
                 with gr.Row():
-                    c["ab_a"] = gr.Number(label="A result id", precision=0)
-                    c["ab_b"] = gr.Number(label="B result id", precision=0)
-                    c["ab_set_a"] = gr.Button("A ← current", size="sm")
-                    c["ab_set_b"] = gr.Button("B ← current", size="sm")
-                    c["ab_go"] = gr.Button("Compare 对比")
+                    c["ab_a"] = gr.Number(label=T("A result id", "A 结果 id"), precision=0)
+                    c["ab_b"] = gr.Number(label=T("B result id", "B 结果 id"), precision=0)
+                    c["ab_set_a"] = gr.Button(T("A ← current", "A ← 当前结果"), size="sm")
+                    c["ab_set_b"] = gr.Button(T("B ← current", "B ← 当前结果"), size="sm")
+                    c["ab_go"] = gr.Button(T("Compare", "对比"))
                 with gr.Row():
                     with gr.Column():
-                        c["ab_audio_a"] = gr.Audio(label="A", type="filepath", interactive=False)
-                        c["ab_spec_a"] = gr.Image(label="A", type="filepath", interactive=False)
+                        c["ab_audio_a"] = gr.Audio(label=T("A", "A"), type="filepath", interactive=False)
+                        c["ab_spec_a"] = gr.Image(label=T("A", "A"), type="filepath", interactive=False)
                     with gr.Column():
-                        c["ab_audio_b"] = gr.Audio(label="B", type="filepath", interactive=False)
-                        c["ab_spec_b"] = gr.Image(label="B", type="filepath", interactive=False)
+                        c["ab_audio_b"] = gr.Audio(label=T("B", "B"), type="filepath", interactive=False)
+                        c["ab_spec_b"] = gr.Image(label=T("B", "B"), type="filepath", interactive=False)
                 c["ab_info"] = gr.Markdown()
-            with gr.Accordion("Long-text test 长文本测试", open=False):
-                c["long_text"] = gr.Textbox(lines=4, label="long text (the current result's settings and seed; "
-                                                           "no result chosen → the task's best-scored one)")
+            with gr.Accordion(T("Long-text test", "长文本测试"), open=False):
+                c["long_text"] = gr.Textbox(lines=4, label=T("long text (the current result's settings and seed; "
+                                                             "no result chosen → the task's best-scored one)",
+                                                             "长文本（使用当前结果的设置和种子；未选结果时用该任务"
+                                                             "评分最高的结果）"))
                 with gr.Row():
-                    c["long_lang"] = gr.Dropdown(LANGS, value="zh", label="language")
-                    c["long_go"] = gr.Button("Run the long text 运行")
+                    c["long_lang"] = gr.Dropdown(LANGS, value="zh", label=T("language", "语言"))
+                    c["long_go"] = gr.Button(T("Run the long text", "运行长文本"))
+                    manage.long_text_picker(svc, c)
                 c["long_info"] = gr.Markdown()
 
         # -- products --------------------------------------------------------------------------------------------
-        with gr.Tab("Products 预设", id="ra-products"):
+        with gr.Tab(T("Products", "预设"), id="ra-products"):
             with gr.Row(equal_height=True):
-                c["p_name"] = gr.Textbox(label="product name 预设名 (from the current result)", scale=2,
-                                         elem_id="ra-p-name")
-                c["p_remark"] = gr.Textbox(label="remark", scale=2)
-                c["p_overwrite"] = gr.Checkbox(label="overwrite", scale=1)
-                c["p_save"] = gr.Button("Save product 保存预设", variant="primary", scale=1, elem_id="ra-p-save")
+                c["p_name"] = gr.Textbox(label=T("product name (from the current result)", "预设名（取自当前结果）"),
+                                         scale=2, elem_id="ra-p-name")
+                c["p_remark"] = gr.Textbox(label=T("remark", "备注"), scale=2)
+                c["p_overwrite"] = gr.Checkbox(label=T("overwrite", "覆盖同名预设"), scale=1)
+                c["p_save"] = gr.Button(T("Save product", "保存预设"), variant="primary", scale=1,
+                                        elem_id="ra-p-save")
             c["p_info"] = gr.Markdown(elem_id="ra-p-info")
             c["products"] = gr.Dataframe(headers=PRODUCT_COLUMNS, value=[], interactive=False, wrap=True,
                                          max_height=300, elem_id="ra-products-table")
             with gr.Row():
-                c["p_pick"] = gr.Dropdown([], multiselect=True, label="products to export", scale=3,
+                c["p_pick"] = gr.Dropdown([], multiselect=True, label=T("products to export", "要导出的预设"), scale=3,
                                           allow_custom_value=True)
-                c["p_models"] = gr.Checkbox(label="include model files", scale=1)
-                c["p_export"] = gr.Button("Export zip 导出", scale=1)
-                c["p_file"] = gr.File(label="export", interactive=False, height=80, scale=2)
+                c["p_models"] = gr.Checkbox(label=T("include model files", "包含模型文件"), scale=1)
+                c["p_export"] = gr.Button(T("Export zip", "导出 zip"), scale=1)
+                c["p_file"] = gr.File(label=T("export", "导出文件"), interactive=False, height=80, scale=2)
             with gr.Row():
-                c["p_zip"] = gr.File(label="product zip to import 导入", file_types=[".zip"], type="filepath",
-                                     height=80, scale=3)
-                c["p_import_overwrite"] = gr.Checkbox(label="overwrite same names", scale=1)
-                c["p_import"] = gr.Button("Import 导入", scale=1)
+                c["p_zip"] = gr.File(label=T("product zip to import", "要导入的预设 zip"), file_types=[".zip"],
+                                     type="filepath", height=80, scale=3)
+                c["p_import_overwrite"] = gr.Checkbox(label=T("overwrite same names", "覆盖同名预设"), scale=1)
+                c["p_import"] = gr.Button(T("Import", "导入"), scale=1)
+        manage.build_refaudio_manage(svc, c)  # the Manage sub-tab: deletes, exports, edits, test texts
 
     _wire(svc, services, c, served, TaskSpec)
     return c
@@ -481,7 +597,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def task_choices(role_id):
         if role_id in (None, ""):
             return []
-        return [(f"#{t['id']} {t['name']} ({t['status']}, {t['done']}/{t['total']})", t["id"])
+        return [(say("#{id} {name} ({status}, {done}/{total})", "#{id} {name}（{status}，{done}/{total}）",
+                     id=t["id"], name=t["name"], status=t["status"], done=t["done"], total=t["total"]), t["id"])
                 for t in svc.list_tasks(int(role_id))]
 
     def role_view(role_id, task_value=None):
@@ -537,7 +654,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     @user_errors
     def create_role(category, name):
         rid = svc.create_role(category, name)
-        return gr.update(choices=role_choices(svc), value=rid), f"Role **{category}/{name}** ready (id {rid})."
+        return gr.update(choices=role_choices(svc), value=rid), say(
+            "Role **{role}** ready (id {id}).", "角色 **{role}** 已就绪（id {id}）。", role=f"{category}/{name}", id=rid)
 
     c["create_role"].click(create_role, [c["role_category"], c["role_name"]], [c["role"], c["status"]],
                            api_name="refaudio_create_role")
@@ -573,19 +691,24 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
                        on_duplicate="update" if update else "skip", progress=lambda f, m: progress(f, desc=m))
         if files:
             report = svc.import_upload(rid, files, **options)
-            name = next((Path(str(f)).name for f in files if str(f).lower().endswith(".list")), "the upload")
+            name = next((Path(str(f)).name for f in files if str(f).lower().endswith(".list")),
+                        say("the upload", "上传的文件"))
         elif str(path or "").strip():
             report = svc.import_server_list(rid, str(path).strip().strip('"'), **options)
             name = Path(str(path).strip()).name
         else:
-            raise RefAudioPageError("Upload a .list with its audio (or a zip), or give a .list path.")
-        lines = [f"**Import of {name}:** {report.summary()}"]
-        for title, issues in (("rejected", report.errors), ("outside 3-10 s (imported as invalid)",
-                                                             report.out_of_range), ("already present",
-                                                                                    report.duplicates)):
+            raise RefAudioPageError(say("Upload a .list with its audio (or a zip), or give a .list path.",
+                                        "请上传 .list 及其音频（或 zip），或填写 .list 路径。"))
+        lines = [say("**Import of {name}:** {summary}", "**导入 {name}：** {summary}", name=name,
+                     summary=report.summary())]
+        for title, issues in ((say("rejected", "被拒绝"), report.errors),
+                              (say("outside 3-10 s (imported as invalid)", "不在 3-10 秒内（已作为无效片段导入）"),
+                               report.out_of_range),
+                              (say("already present", "已存在"), report.duplicates)):
             if issues:
                 lines.append(f"\n**{title}:**")
-                lines += [f"- line {i.line} `{i.path}`: {i.reason}" for i in issues[:50]]
+                lines += [say("- line {line} `{path}`: {reason}", "- 第 {line} 行 `{path}`：{reason}", line=i.line,
+                              path=i.path, reason=i.reason) for i in issues[:50]]
         cats = svc.categories(rid)
         return ("\n".join(lines), clip_rows(svc.list_clips(rid)), gr.update(choices=cats),
                 gr.update(choices=cats), gr.update(choices=role_choices(svc), value=rid))
@@ -619,11 +742,12 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def relabel(role_id, selected, category, *flt):
         ids = parse_ids(selected)
         if not ids:
-            raise RefAudioPageError("Select clips first (click rows of the table, or type their ids).")
+            raise RefAudioPageError(say("Select clips first (click rows of the table, or type their ids).",
+                                        "请先选择片段（点击表格中的行，或输入其 id）。"))
         n = svc.relabel(ids, category)
         cats = svc.categories(_role(role_id))
-        return (f"{n} clip(s) moved to **{category}**.", clip_filter(role_id, *flt), gr.update(choices=cats),
-                gr.update(choices=cats))
+        return (say("{n} clip(s) moved to **{category}**.", "{n} 个片段已移到 **{category}**。", n=n,
+                    category=category), clip_filter(role_id, *flt), gr.update(choices=cats), gr.update(choices=cats))
 
     c["relabel"].click(relabel, [c["role"], c["selected"], c["relabel_to"], *filters[1:]],
                        [c["status"], c["clips"], c["f_categories"], c["ref_categories"]], api_name="refaudio_relabel")
@@ -632,7 +756,7 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def save_clip(clip_id, text, lang, checked, *flt):
         cid = _one_id(clip_id, "clip")
         row = svc.update_clip(cid, transcript=text, language=lang, manual_checked=bool(checked))
-        return f"Clip {cid} saved.", clip_filter(row["role_id"], *flt)
+        return say("Clip {id} saved.", "片段 {id} 已保存。", id=cid), clip_filter(row["role_id"], *flt)
 
     c["clip_save"].click(save_clip, [c["clip_id"], c["clip_text"], c["clip_lang"], c["clip_checked"], *filters[1:]],
                          [c["status"], c["clips"]], api_name="refaudio_edit_clip")
@@ -651,7 +775,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def split(role_id, clip_id, regions, join, *flt):
         cid = _one_id(clip_id, "clip")
         made = svc.split_clip(cid, parse_regions(regions), join=bool(join))
-        return (f"Clip {cid} → new clip(s) {', '.join(map(str, made))}.", clip_filter(role_id, *flt))
+        return (say("Clip {id} → new clip(s) {made}.", "片段 {id} → 新片段 {made}。", id=cid,
+                    made=", ".join(map(str, made))), clip_filter(role_id, *flt))
 
     c["split_go"].click(split, [c["role"], c["clip_id"], c["regions"], c["split_join"], *filters[1:]],
                         [c["status"], c["clips"]], api_name="refaudio_split")
@@ -661,9 +786,11 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         out = svc.similarity(_one_id(anchor, "anchor clip"), categories or (), float(threshold),
                              progress=lambda f, m: progress(f, desc=m))
         rows = [[cid, round(s, 4)] for cid, s in out["scores"]]
-        note = f"{len(rows)} clip(s) scored against clip {out['anchor']}"
+        note = say("{n} clip(s) scored against clip {anchor}", "已对 {n} 个片段计算与片段 {anchor} 的相似度",
+                   n=len(rows), anchor=out["anchor"])
         if out.get("errors"):
-            note += "; without a vector: " + "; ".join(f"{k}: {v}" for k, v in list(out["errors"].items())[:10])
+            note += say("; without a vector: ", "；无法提取声纹向量：") + "; ".join(
+                f"{k}: {v}" for k, v in list(out["errors"].items())[:10])
         return served(out["histogram_png"]), rows, note
 
     c["similar"].click(similarity, [c["anchor"], c["threshold"], c["f_categories"]],
@@ -672,7 +799,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     @user_errors
     def move_similar(role_id, anchor, threshold, target, categories, *flt):
         moved = svc.move_similar(_one_id(anchor, "anchor clip"), float(threshold), target, categories or ())
-        return f"{len(moved)} clip(s) moved to **{target}**: {', '.join(map(str, moved))}", clip_filter(role_id, *flt)
+        return say("{n} clip(s) moved to **{target}**: {ids}", "{n} 个片段已移到 **{target}**：{ids}", n=len(moved),
+                   target=target, ids=", ".join(map(str, moved))), clip_filter(role_id, *flt)
 
     c["move_similar"].click(move_similar, [c["role"], c["anchor"], c["threshold"], c["group_to"], c["f_categories"],
                                            *filters[1:]], [c["status"], c["clips"]], api_name="refaudio_move_similar")
@@ -681,8 +809,10 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def cluster(role_id, threshold, categories):
         clusters = svc.cluster(_role(role_id), float(threshold), categories or ())
         rows = [[k, ", ".join(map(str, ids))] for k, ids in enumerate(clusters, 1)]
-        return clusters, rows, f"{len(clusters)} cluster(s) at threshold {float(threshold):.2f}; press Apply to " \
-                               "label them speaker_1, speaker_2, ..."
+        return clusters, rows, say("{n} cluster(s) at threshold {t:.2f}; press Apply to label them speaker_1, "
+                                   "speaker_2, ...",
+                                   "阈值 {t:.2f} 下得到 {n} 个聚类；点“按聚类结果分为 speaker_N”即可标为 speaker_1、"
+                                   "speaker_2……", n=len(clusters), t=float(threshold))
 
     c["cluster"].click(cluster, [c["role"], c["threshold"], c["f_categories"]],
                        [c["clusters_state"], c["clusters"], c["status"]], api_name="refaudio_cluster")
@@ -690,10 +820,11 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     @user_errors
     def apply_clusters(role_id, clusters, *flt):
         if not clusters:
-            raise RefAudioPageError("Cluster the role first.")
+            raise RefAudioPageError(say("Cluster the role first.", "请先对角色聚类。"))
         applied = svc.apply_clusters(clusters)
         cats = svc.categories(_role(role_id))
-        return (f"Applied: {', '.join(f'{k} ({len(v)})' for k, v in applied.items())}", clip_filter(role_id, *flt),
+        return (say("Applied: {groups}", "已应用：{groups}",
+                    groups=", ".join(f"{k} ({len(v)})" for k, v in applied.items())), clip_filter(role_id, *flt),
                 gr.update(choices=cats), gr.update(choices=cats))
 
     c["apply_clusters"].click(apply_clusters, [c["role"], c["clusters_state"], *filters[1:]],
@@ -708,8 +839,11 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def status_md(task_id: int) -> str:
         st = svc.task_status(task_id)
         n = st["counts"]
-        text = (f"**Task {task_id}** ({st['task']['name']}): {st['state']} · {n['done']}/{n['total']} done, "
-                f"{n['failed']} failed · {st['fraction'] * 100:.0f}%")
+        state = say(st["state"], STATE_ZH.get(st["state"], st["state"]))
+        text = say("**Task {id}** ({name}): {state} · {done}/{total} done, {failed} failed · {pct:.0f}%",
+                   "**任务 {id}**（{name}）：{state} · 已完成 {done}/{total}，失败 {failed} · {pct:.0f}%",
+                   id=task_id, name=st["task"]["name"], state=state, done=n["done"], total=n["total"],
+                   failed=n["failed"], pct=st["fraction"] * 100)
         if st["message"]:
             text += f" · {st['message']}"
         if st["error"]:
@@ -721,7 +855,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         last = 0.0
         while True:
             st = svc.task_status(task_id)
-            progress(st["fraction"], desc=(st["message"] or st["state"])[:120])
+            progress(st["fraction"], desc=(st["message"] or say(st["state"], STATE_ZH.get(st["state"],
+                                                                                            st["state"])))[:120])
             if st["state"] not in ("queued", "running", "scoring"):
                 break
             if time.monotonic() - last > 2.0:
@@ -738,12 +873,13 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
                                    "gpt_values", "sovits_values", "gpt", "sovits", "ref_ids", "ref_categories",
                                    "aux_ids", "texts", "text_lang", "samples", "seed", "top_k", "top_p",
                                    "temperature", "repetition_penalty", "speed", "split", "pause", "noise_scale",
-                                   "max_tokens")]
+                                   "max_tokens", "lib_texts")]
 
     @user_errors
     def sweep(role_id, name, compare, values, grid_k, grid_p, grid_t, gpt_values, sovits_values, gpt, sovits,
               ref_ids, ref_categories, aux_ids, texts, text_lang, samples, seed, top_k, top_p, temperature,
-              repetition_penalty, speed, split_method, pause, noise_scale, max_tokens, progress=gr.Progress()):
+              repetition_penalty, speed, split_method, pause, noise_scale, max_tokens, lib_texts=None,
+              progress=gr.Progress()):
         rid = _role(role_id)
         vals = parse_values(compare, values, gpt_values or [], sovits_values or [],
                             {"top_k": grid_k, "top_p": grid_p, "temperature": grid_t})
@@ -752,6 +888,7 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
                 "speed": speed, "split_method": split_method, "pause": pause, "noise_scale": noise_scale,
                 "max_tokens": int(max_tokens or 0) or None}
         lines = [(t.strip(), text_lang or "zh") for t in str(texts or "").splitlines() if t.strip()]
+        lines += svc.text_pairs(lib_texts or [])
         spec = TaskSpec(role_id=rid, name=name or "", compare=compare, base=base, texts=lines, values=vals,
                         ref_clip_ids=parse_ids(ref_ids, "reference clip ids"), ref_categories=ref_categories or (),
                         samples=int(samples or 1), seed=int(seed) if seed not in (None, "") else None)
@@ -780,9 +917,10 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def cancel(task_id):
         tid = _one_id(task_id, "task")
         if svc.cancel_task(tid):
-            return f"Cancelling task {tid}: it stops after the current batch (finished results are kept; Start " \
-                   "resumes)."
-        return f"Task {tid} is not running."
+            return say("Cancelling task {id}: it stops after the current batch (finished results are kept; Start "
+                       "resumes).", "正在取消任务 {id}：当前批次结束后停止（已完成的结果会保留；点“继续运行”可接着跑）。",
+                       id=tid)
+        return say("Task {id} is not running.", "任务 {id} 没有在运行。", id=tid)
 
     c["sweep_cancel"].click(cancel, c["follow_id"], c["sweep_status"], api_name="refaudio_cancel",
                             concurrency_limit=None, queue=False)
@@ -794,7 +932,8 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         try:
             return float(value)
         except ValueError:
-            raise RefAudioPageError(f"{what} must be a number, not {value!r}.") from None
+            raise RefAudioPageError(say("{what} must be a number, not {value!r}.", "{what}必须是数字，而不是 {value!r}。",
+                                        what=_what(what), value=value)) from None
 
     def results_of(task_id, sort, desc, status, min_score, max_cer, min_sim, flagged, remark):
         tid = _one_id(task_id, "task")
@@ -836,9 +975,16 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         iid = _one_id(item_id, "result")
         value = None if score in (None, -1, "-1") else int(score)
         item = svc.set_score(iid, value)
-        note = (f"Score of result {iid} saved: {item['user_score']}" if value is not None
-                else f"Score of result {iid} cleared.")
-        table = results_of(*flt) if flt and flt[0] not in (None, "") else gr.skip()  # the table shows it too
+        note = (say("Score of result {id} saved: {score}", "结果 {id} 的评分已保存：{score}", id=iid,
+                    score=item["user_score"]) if value is not None
+                else say("Score of result {id} cleared.", "结果 {id} 的评分已清除。", id=iid))
+        # the table shows it too; a refresh that fails (a filter that is not a number, a typed task label) must not
+        # fail the event: Gradio would put the table into its error state, which hides it (blank) while the score
+        # is saved (issue 19; reproducer in the issue note)
+        try:
+            table = results_of(*flt) if flt and flt[0] not in (None, "") else gr.skip()
+        except Exception:  # noqa: BLE001 - the score is saved; the table keeps its rows
+            table = gr.skip()
         return note, table
 
     c["score"].input(set_score, [c["item_id"], c["score"], *result_filters], [c["score_info"], c["results"]],
@@ -848,7 +994,7 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def set_remark(item_id, remark):
         iid = _one_id(item_id, "result")
         svc.set_score(iid, svc.result(iid)["user_score"], remark or "")
-        return f"Remark of result {iid} saved."
+        return say("Remark of result {id} saved.", "结果 {id} 的备注已保存。", id=iid)
 
     c["remark"].submit(set_remark, [c["item_id"], c["remark"]], c["score_info"], api_name="refaudio_remark")
     c["remark"].blur(set_remark, [c["item_id"], c["remark"]], c["score_info"])
@@ -869,10 +1015,11 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
         for k, (va, vb) in out["differences"].items():
             if k in ("gpt_path", "sovits_path"):
                 va, vb = Path(str(va)).name, Path(str(vb)).name
-            lines.append(f"| **{k}** (differs) | {va} | {vb} |")
+            lines.append(say("| **{k}** (differs) | {a} | {b} |", "| **{k}**（不同） | {a} | {b} |", k=k, a=va, b=vb))
         for k, (va, vb) in out["metrics"].items():
             lines.append(f"| {k} | {_r(va)} | {_r(vb)} |")
-        return (*files(a, out["a"]), *files(b, out["b"]), f"Result {a} (A) vs {b} (B)\n\n" + "\n".join(lines))
+        return (*files(a, out["a"]), *files(b, out["b"]),
+                say("Result {a} (A) vs {b} (B)", "结果 {a}（A）对比 {b}（B）", a=a, b=b) + "\n\n" + "\n".join(lines))
 
     c["ab_go"].click(compare, [c["ab_a"], c["ab_b"]], [c["ab_audio_a"], c["ab_spec_a"], c["ab_audio_b"],
                                                        c["ab_spec_b"], c["ab_info"]], api_name="refaudio_compare")
@@ -880,7 +1027,7 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     @user_errors
     def long_text(role_id, item_id, task_id, text, lang, progress=gr.Progress()):
         if not str(text or "").strip():
-            raise RefAudioPageError("Type the long text to test.")
+            raise RefAudioPageError(say("Type the long text to test.", "请输入要测试的长文本。"))
         iid = int(item_id) if item_id not in (None, "") and float(item_id) >= 1 else None
         tid = None if iid is not None else _one_id(task_id, "task or result")
         new_id = svc.long_text_task(text, lang or "zh", item_id=iid, task_id=tid)
@@ -902,8 +1049,10 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def save_product(role_id, item_id, name, remark, overwrite):
         iid = _one_id(item_id, "result (Results tab)")
         pid = svc.product_from_result(iid, name, remark=remark or "", overwrite=bool(overwrite))
-        return (f"Product **{name}** saved (id {pid}) from result {iid}. Load it in the TTS tab with "
-                "\"Load product 载入预设\".", *products_view(role_id))
+        return (say("Product **{name}** saved (id {pid}) from result {iid}. Load it in the TTS tab with "
+                    "\"Load product\".",
+                    "预设 **{name}** 已由结果 {iid} 保存（id {pid}）。可在语音合成页用“载入预设”载入。",
+                    name=name, pid=pid, iid=iid), *products_view(role_id))
 
     c["p_save"].click(save_product, [c["role"], c["item_id"], c["p_name"], c["p_remark"], c["p_overwrite"]],
                       [c["p_info"], c["products"], c["p_pick"]], api_name="refaudio_product_save")
@@ -912,9 +1061,10 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     def export(ids, models):
         chosen = parse_ids(ids, "product ids")
         if not chosen:
-            raise RefAudioPageError("Choose the products to export.")
+            raise RefAudioPageError(say("Choose the products to export.", "请选择要导出的预设。"))
         path = svc.export_products(chosen, include_models=bool(models))
-        return served(path), f"Exported {len(chosen)} product(s) to `{path.name}`."
+        return served(path), say("Exported {n} product(s) to `{name}`.", "已导出 {n} 个预设到 `{name}`。",
+                                 n=len(chosen), name=path.name)
 
     c["p_export"].click(export, [c["p_pick"], c["p_models"]], [c["p_file"], c["p_info"]],
                         api_name="refaudio_product_export")
@@ -922,9 +1072,10 @@ def _wire(svc, services, c: dict[str, Any], served, TaskSpec) -> None:
     @user_errors
     def import_products(role_id, zip_file, overwrite):
         if not zip_file:
-            raise RefAudioPageError("Upload a product zip first.")
+            raise RefAudioPageError(say("Upload a product zip first.", "请先上传预设 zip。"))
         made = svc.import_products(zip_file, None, bool(overwrite))
-        return (f"Imported product(s) {', '.join(map(str, made))}.", *products_view(role_id),
+        return (say("Imported product(s) {ids}.", "已导入预设 {ids}。", ids=", ".join(map(str, made))),
+                *products_view(role_id),
                 gr.update(choices=role_choices(svc)))
 
     c["p_import"].click(import_products, [c["role"], c["p_zip"], c["p_import_overwrite"]],

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from gsv_core import languages, paths, weights
 from gsv_core.errors import GSVError
 from gsv_core.fileio import write_text_atomic
+from gsv_core.messages import keyed
 
 
 #: split methods with the names the UI shows (upstream's cut0..cut5)
@@ -33,6 +34,17 @@ SPLIT_LABELS = OrderedDict(
         ("cut3", "cut3 · at 。 (Chinese full stop)"),
         ("cut4", "cut4 · at . (English full stop)"),
         ("cut5", "cut5 · at every punctuation mark"),
+    ]
+)
+#: the same in Chinese (the pages show the one of the user's language)
+SPLIT_LABELS_ZH = OrderedDict(
+    [
+        ("cut0", "cut0 · 不切分"),
+        ("cut1", "cut1 · 每 4 句一切"),
+        ("cut2", "cut2 · 约 50 字一切"),
+        ("cut3", "cut3 · 按中文句号。切"),
+        ("cut4", "cut4 · 按英文句号 . 切"),
+        ("cut5", "cut5 · 按所有标点切"),
     ]
 )
 #: text modes with the names the UI shows, from the one language table
@@ -144,16 +156,39 @@ class Generated:
     entry: HistoryEntry
     result: Any  # SynthesisResult
 
-    def summary(self) -> str:
+    def summary(self, lang: str = "en") -> str:
+        """One status line (``lang`` "zh": in Chinese) and one line per warning."""
         r = self.result
-        mode = "reference-free" if r.request is not None and r.request.ref_free else "with reference text"
-        text = (f"seed {r.seed} · {r.duration:.2f} s · RTF {r.rtf:.3f} · {len(r.fragments)} fragment(s), "
-                f"{r.tokens} tokens · {r.version}, {mode} · {r.gpt} + {r.sovits}")
+        zh = lang == "zh"
+        ref_free = r.request is not None and r.request.ref_free
+        frozen = r.request is not None and getattr(r.request, "semantic_tokens", None) is not None
+        if zh:
+            mode = "无参考文本模式" if ref_free else "使用参考文本"
+            text = (f"种子 {r.seed} · {r.duration:.2f} 秒 · RTF {r.rtf:.3f} · {len(r.fragments)} 个片段，"
+                    f"{r.tokens} 个 token · {r.version}，{mode} · {r.gpt} + {r.sovits}")
+            text += " · 冻结的 token（未运行 GPT）" if frozen else ""
+        else:
+            mode = "reference-free" if ref_free else "with reference text"
+            text = (f"seed {r.seed} · {r.duration:.2f} s · RTF {r.rtf:.3f} · {len(r.fragments)} fragment(s), "
+                    f"{r.tokens} tokens · {r.version}, {mode} · {r.gpt} + {r.sovits}")
+            text += " · frozen tokens (no GPT run)" if frozen else ""
         return text + "".join(f"\n⚠ {w}" for w in self.warnings)
 
     @property
     def warnings(self) -> list[str]:
         return list(getattr(self.result, "warnings", []) or [])
+
+
+@dataclass
+class PreviewOutcome:
+    """:meth:`Services.text_preview`'s answer: the preview (None for an empty text or a problem) or the problem."""
+
+    preview: Any  # gsv_core.engine.preview.TextPreview
+    problem: Optional[BaseException]
+
+    @property
+    def message(self) -> str:
+        return "" if self.problem is None else str(self.problem)
 
 
 @dataclass
@@ -163,17 +198,22 @@ class BatchOutcome:
     rows: list[dict[str, str]]
     cancelled: bool
 
-    def summary(self) -> str:
+    def summary(self, lang: str = "en") -> str:
+        """What the batch did (``lang`` "zh": in Chinese; the rows' own errors stay as the engine wrote them)."""
+        zh = lang == "zh"
         ok = sum(1 for r in self.rows if r.get("status") == "ok")
-        text = f"{ok} of {len(self.rows)} line(s) synthesised into {self.results_csv.parent}"
+        text = (f"{len(self.rows)} 行中已合成 {ok} 行，输出到 {self.results_csv.parent}" if zh else
+                f"{ok} of {len(self.rows)} line(s) synthesised into {self.results_csv.parent}")
         failed = [r for r in self.rows if r.get("status") != "ok"]
         if failed:
-            text += "; failed: " + "; ".join(f"{r['id']}: {r.get('error', '')}" for r in failed[:5])
+            text += ("；失败：" if zh else "; failed: ") + "; ".join(f"{r['id']}: {r.get('error', '')}"
+                                                                  for r in failed[:5])
         warned = [r for r in self.rows if r.get("warning")]
         if warned:
-            text += "; ⚠ check: " + "; ".join(f"{r['id']}: {r['warning']}" for r in warned[:5])
+            text += ("；⚠ 请检查：" if zh else "; ⚠ check: ") + "; ".join(f"{r['id']}: {r['warning']}"
+                                                                      for r in warned[:5])
         if self.cancelled:
-            text += " (cancelled; run it again to resume)"
+            text += "（已取消；再次运行即可继续）" if zh else " (cancelled; run it again to resume)"
         return text
 
 
@@ -256,7 +296,16 @@ class Services:
         return [w.choice() for w in weights.list_weights(self.settings, "SoVITS")]
 
     def no_models_message(self) -> str:
-        return weights.no_models_message(self.settings)
+        """'' when GPT and SoVITS models are listed, else a pointer to the Models tab (the request's language)."""
+        from gsv_core.messages import CATALOG
+
+        from .i18n import say
+
+        missing = [k for k in weights.KINDS if not weights.list_weights(self.settings, k)]
+        if not missing:
+            return ""
+        key, params = ("models.none", {}) if len(missing) == 2 else ("models.none_kind", {"kind": missing[0]})
+        return say(*CATALOG[key], **params)
 
     def model_roots(self) -> list[Path]:
         return weights.model_roots(self.settings)
@@ -269,7 +318,8 @@ class Services:
         """The dropdown value (label) of a model file, or the path itself when it is not listed."""
         return weights.label_for(self.settings, path, kind) or path
 
-    def models_info(self, gpt: Optional[str], sovits: Optional[str]) -> str:
+    def models_info(self, gpt: Optional[str], sovits: Optional[str], lang: str = "en") -> str:
+        """One line per chosen model: its file name, kind and version (``lang`` "zh": the Chinese wording)."""
         lines = []
         for what, value in (("GPT", gpt), ("SoVITS", sovits)):
             if not value:
@@ -278,8 +328,49 @@ class Services:
                 path = self.check_model_path(value, what)
                 lines.append(f"{what}: {Path(path).name} — {weight_version(path)}")
             except GSVError as exc:
-                lines.append(f"{what}: {Path(str(value)).name} — cannot be read: {exc}")
+                unreadable = "无法读取" if lang == "zh" else "cannot be read"
+                lines.append(f"{what}: {Path(str(value)).name} — {unreadable}: {exc}")
         return "\n".join(lines)
+
+    # text preview --------------------------------------------------------------------------------------------
+
+    def symbol_version(self, sovits: Any) -> str:
+        """The text symbol set a SoVITS choice reads ("v1" or its version, e.g. "v2ProPlus"); "v2" when none is
+        chosen or it cannot be read (cached by the file's size and time)."""
+        if not sovits:
+            return "v2"
+        try:
+            path = Path(self.check_model_path(sovits, "SoVITS"))
+            st = path.stat()
+            key = ("version", str(path), st.st_mtime, st.st_size)
+            if key not in _describe_cache:
+                _describe_cache[key] = weights.sovits_options(self.settings, path)["version"]
+            return _describe_cache[key]
+        except (GSVError, OSError, KeyError, ValueError):
+            return "v2"
+
+    def text_preview(self, text: Any, lang: Any = "zh", split_method: Any = "cut1", sovits: Any = None,
+                     pause: Any = None) -> "PreviewOutcome":
+        """How the TTS tab's text will be cut and read (pieces after ``split_method``, language per segment,
+        phones, Mandarin pinyin, pauses) by the engine's own front end for the chosen SoVITS model's symbol set.
+        Never raises: unreadable text (a bad tag, a script the language mode cannot read) comes back as
+        ``problem`` with a readable message."""
+        text = "" if text is None else str(text)
+        if not text.strip():
+            return PreviewOutcome(None, None)
+        version = self.symbol_version(sovits)
+        try:
+            preview = self.engine.preview_text(text, lang or "zh", split_method or "cut1", version,
+                                               None if pause in (None, "") else float(pause))
+            return PreviewOutcome(preview, None)
+        except GSVError as exc:
+            return PreviewOutcome(None, exc)
+        except Exception as exc:  # noqa: BLE001 - a live preview never breaks the page; the log has the details
+            import logging
+
+            logging.getLogger("gsv.pages").exception("text preview failed")
+            return PreviewOutcome(None, GSVError(f"The text front end failed on this text ({type(exc).__name__}: "
+                                                 f"{exc})."))
 
     # requests ------------------------------------------------------------------------------------------------
 
@@ -295,9 +386,10 @@ class Services:
 
         values = {**dict(values or {}), **fields}
         if not values.get("gpt_path") or not values.get("sovits_path"):
-            raise GSVError(self.no_models_message() or "Choose a GPT and a SoVITS model first.")
-        if values.get("ref_audio") in (None, "") and not for_batch:
-            raise GSVError("No reference audio: upload or record a 3-10 second clip of the voice to clone.")
+            message = self.no_models_message()
+            raise GSVError(message) if message else keyed(GSVError, "models.pick_both")
+        # a missing text or reference is reported by the request's validation, both at once and in the user's
+        # language ("Cannot synthesise: the text is empty; no reference audio was given.")
         if random_seed:
             values["seed"] = -1
         if "text" in values and values["text"] is None:
@@ -315,7 +407,8 @@ class Services:
         Used for the form, the API and every row of a batch CSV (whose ``ref`` column names server files)."""
         req = req.replace(gpt_path=self.check_model_path(req.gpt_path, "GPT"),
                           sovits_path=self.check_model_path(req.sovits_path, "SoVITS"))
-        refs = [("reference audio", req.ref_audio), *(("auxiliary reference", a) for a in req.aux_refs)]
+        refs = [("reference audio", req.ref_audio), *(("auxiliary reference", a) for a in req.aux_refs),
+                ("speaker reference", req.sv_ref)]
         for what, audio in refs:
             if isinstance(audio, (str, Path)) and str(audio).strip():
                 paths.check_readable(self.settings, audio, what, extra_roots=self._library_roots())
@@ -336,6 +429,9 @@ class Services:
     def _record(self, result, label: str = "") -> Generated:
         now = _dt.datetime.now()
         stem = re.sub(r"[^\w.-]+", "_", Path(result.sovits).name.split(".")[0])[:40]
+        # the request's id (the TTS tab's "take name", a batch row's id) names the entry and its file
+        name = re.sub(r"[^\w.-]+", "_", str(getattr(result.request, "id", "") or "")).strip("._")[:40]
+        label = "-".join(x for x in (name, label) if x)
         eid = now.strftime("%Y%m%d-%H%M%S-%f")[:-3] + (f"-{label}" if label else "")
         path = self.tts_dir / f"{eid}_{stem}_seed{result.seed}.wav"
         result.save(path)

@@ -109,9 +109,9 @@ def test_tts_seed_history_and_reuse(served, tiny_assets):
     replay_audio, replay_info = client.predict(entries[1].id, api_name="/history_replay")
     assert np.array_equal(sf.read(replay_audio)[0], data) and "seed 1234" in replay_info
     restored = client.predict(entries[0].id, api_name="/history_reuse")
-    from pages.tts import FORM_FIELDS
+    from pages.tts import REUSE_KEYS
 
-    keys = [k for k, f in FORM_FIELDS if f not in (None, "ref_audio", "aux_refs")] + ["random_seed"]
+    keys = [*REUSE_KEYS, "random_seed"]
     values = dict(zip(keys, restored))
     assert values["text"] == TEXT and values["seed"] == int(seed3) and values["random_seed"] is False
     assert values["noise_scale"] == 0.5 and values["batch_size"] == 8 and values["parallel"] is True
@@ -244,7 +244,7 @@ def test_no_models_present(tmp_path, parity_dir, tiny_assets):
 
     services = Services(app_settings(tmp_path, parity_dir, tiny_assets, with_models=False))
     assert services.gpt_choices() == [] and "No GPT model and no SoVITS model found" in services.no_models_message()
-    assert "python -m gsv_core.download --version" in services.no_models_message()
+    assert "Open the Models tab" in services.no_models_message()  # no folder paths (issue 19)
     from gsv_core.errors import GSVError
 
     with pytest.raises(GSVError, match="No GPT model and no SoVITS model found"):
@@ -279,8 +279,12 @@ def test_downloaded_base_models_are_listed(tmp_path, parity_dir, tiny_assets):
 
 def test_app_builds_every_tab(served):
     config = served["app"].config
-    labels = {c.get("props", {}).get("label") for c in config["components"] if c.get("type") == "tabitem"}
-    assert {"TTS", "ASR", "Dataset", "Finetune", "Eval", "RefAudio"} <= labels
+    from pages.i18n import EN, ZH
+
+    keys = {str(c.get("props", {}).get("label")) for c in config["components"] if c.get("type") == "tabitem"}
+    labels = {EN[k.split('"key": "')[1].rstrip('"}')] for k in keys if '"key": "' in k}  # T() markers -> English
+    assert {"TTS", "ASR", "Dataset", "Finetune", "Eval", "RefAudio", "Models"} <= labels
+    assert {ZH[k] for k, v in EN.items() if v == "Models"} == {"模型"}
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert {"tts", "tts_ab", "tts_stream", "tts_batch", "tts_batch_cancel", "history_replay", "history_reuse",
             "tts_refresh_models"} <= api_names

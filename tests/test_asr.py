@@ -23,6 +23,7 @@ import soundfile as sf
 
 from gsv_core import asr
 from gsv_core.asr import ASROptions, ASRRow, ASRService, Segment
+from helpers.wer import word_errors, words
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -321,28 +322,11 @@ SENTENCES = [
     "My favorite fruits are apples and bananas.",
     "He gets up at seven o'clock every morning.",
 ]
-_NUMBERS = {str(i): w for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-
-
-def _words(text: str) -> list[str]:
-    text = text.lower().replace("favourite", "favorite").replace("-", " ")
-    words = re.sub(r"[^a-z0-9' ]+", " ", text).split()
-    return [_NUMBERS.get(w, w) for w in words]
-
-
-def _edit_distance(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
 
 
 def test_wer_helpers():
-    assert _words("He gets up at 7 o'clock.") == ["he", "gets", "up", "at", "seven", "o'clock"]
-    assert _edit_distance("a b c".split(), "a x c d".split()) == 2
+    assert words("He gets up at 7 o'clock.") == ["he", "gets", "up", "at", "seven", "o'clock"]
+    assert word_errors("a b c".split(), "a x c d".split()) == 2
 
 
 def test_real_whisper_tiny_en_on_espeak_speech(tmp_path, service):
@@ -366,16 +350,16 @@ def test_real_whisper_tiny_en_on_espeak_speech(tmp_path, service):
     errors = total = 0
     for ref, row in zip(SENTENCES, rows):
         assert row.ok and row.lang == "en" and row.segments
-        e = _edit_distance(_words(ref), _words(row.text))
-        assert e / len(_words(ref)) < 0.6, (ref, row.text)
+        e = word_errors(words(ref), words(row.text))
+        assert e / len(words(ref)) < 0.6, (ref, row.text)
         errors += e
-        total += len(_words(ref))
+        total += len(words(ref))
     wer = errors / total
     print(f"WER {wer:.3f} ({errors}/{total}): {[r.text for r in rows]}")
     assert wer < 0.35
     # an English-only model refuses another language instead of silently switching to English
     text, lang = service.transcribe_reference(speech / "s2.wav", model_dir=models.get_model_path())
-    assert lang == "en" and _edit_distance(_words(SENTENCES[2]), _words(text)) <= 2
+    assert lang == "en" and word_errors(words(SENTENCES[2]), words(text)) <= 2
     with pytest.raises(asr.ASRError, match="English-only"):
         service.transcribe(speech, ASROptions(model_dir=str(models.get_model_path()), language="zh"))
 
@@ -530,3 +514,11 @@ def test_tab_errors_become_messages(asr_app, audio_dir, tmp_path):
                                    api_name="/asr_save_csv")
     assert "nothing to save" in status
     assert client.predict(api_name="/asr_cancel") == "Nothing to cancel."
+    # a Chinese browser reads the same messages in Chinese
+    from gradio_client import Client
+
+    zh = Client(client.src, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert zh.predict(api_name="/asr_cancel") == "没有可取消的任务。"
+    table, status = zh.predict(str(tmp_path / "nothing"), "zh", True, 5, "auto", "auto", False, "keep", "", [], "",
+                               api_name="/asr_transcribe")
+    assert status.startswith("**错误：** 没有音频"), status

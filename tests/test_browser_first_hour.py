@@ -102,7 +102,7 @@ def test_synthesise_then_train_then_reload(site, tiny_assets):
                                    timeout=30_000)
             page.screenshot(path=str(SHOTS / "first_hour_2_reloaded_refaudio.png"), full_page=True)
             page.get_by_role("tab", name="TTS").click()
-            page.get_by_text("Load product 载入预设").click()
+            page.get_by_role("button", name="Load product (a voice").click()
             page.locator("#tts-product input").first.click()
             page.get_by_role("option", name="preset after start", exact=False).first.wait_for(timeout=30_000)
             page.keyboard.press("Escape")

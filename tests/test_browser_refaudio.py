@@ -79,11 +79,11 @@ def test_role_import_sweep_score_product(browser, site, tmp_path):
     _shot(page, "2_import")
 
     # 3. a small sweep: top_k 2 and 5, one text, one reference, few tokens
-    page.get_by_role("tab", name="Sweep 参数对比").click()
+    page.get_by_role("tab", name="Sweep", exact=True).click()
     page.locator("#ra-values textarea, #ra-values input").first.fill("2, 5")
     page.locator("#ra-ref-ids textarea, #ra-ref-ids input").first.fill(str(clips[0]["id"]))
     page.locator("#ra-texts textarea").fill("今天天气很好。")
-    page.get_by_text("Base parameters 基础参数").click()
+    page.get_by_text("Base parameters", exact=True).click()
     _number(page, "ra-max-tokens", 10)
     page.locator("#ra-sweep-go").click()
     # the final status (the progress overlay also shows "2/2 done" while the results are being measured)
@@ -94,7 +94,7 @@ def test_role_import_sweep_score_product(browser, site, tmp_path):
     _shot(page, "3_sweep")
 
     # 4. results: longest first, pick one, score it (saved at once)
-    page.get_by_role("tab", name="Results 结果").click()
+    page.get_by_role("tab", name="Results", exact=True).click()
     page.locator("#ra-r-show").click()
     cells = page.locator("#ra-results-table [role=gridcell]").filter(has_text="top_k=")
     cells.nth(1).wait_for(timeout=30_000)  # both results are listed
@@ -109,7 +109,7 @@ def test_role_import_sweep_score_product(browser, site, tmp_path):
     _shot(page, "4_results_scored")
 
     # 5. a product from the scored result
-    page.get_by_role("tab", name="Products 预设").click()
+    page.get_by_role("tab", name="Products", exact=True).click()
     page.locator("#ra-p-name textarea, #ra-p-name input").first.fill("晴天 sunny")
     page.locator("#ra-p-save").click()
     page.locator("#ra-p-info").get_by_text("saved").wait_for(timeout=30_000)
@@ -119,8 +119,8 @@ def test_role_import_sweep_score_product(browser, site, tmp_path):
 
     # 6. the TTS tab loads it
     page.get_by_role("tab", name="TTS").click()
-    page.get_by_role("button", name="Load product 载入预设 (a voice").click()
-    page.get_by_role("button", name="Refresh", exact=True).click()
+    page.get_by_role("button", name="Load product (a voice").click()
+    page.locator("#tts-product-refresh").click()
     page.wait_for_timeout(800)
     page.locator("#tts-product input").click()
     page.get_by_role("option").filter(has_text="晴天 sunny").first.click()

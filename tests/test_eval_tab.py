@@ -233,6 +233,13 @@ def test_bad_csv_lists_bad_rows_and_bad_inputs_are_messages(served, tiny_assets)
         served["client"].predict(*_inputs(served, tiny_assets, ok, "x", similarity_model="wavlm-sv",
                                           wavlm_dir=str(_data(root))), api_name="/eval_run")
     assert served["client"].predict(api_name="/eval_cancel") == "No evaluation is running."
+    # a Chinese browser reads the tab's messages in Chinese
+    from gradio_client import Client
+
+    zh = Client(served["app"].local_url, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert zh.predict(api_name="/eval_cancel") == "没有正在运行的评测。"
+    with pytest.raises(AppError, match="重新生成的错误率阈值必须是数字或留空"):
+        zh.predict(*_inputs(served, tiny_assets, ok, "x", max_error="abc"), api_name="/eval_run")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -77,6 +77,27 @@ def _rows(table) -> list[list]:
     return table["data"] if isinstance(table, dict) else table
 
 
+def test_cleaning_rules_read_in_both_languages():
+    """Every rule of the cleaning report has a meaning in English and Chinese; the id stays in the first column."""
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    from gsv_core.finetune.data import CLEANING_RULES, ROW_RULES
+    from pages.cleaning_rules import RULE_TEXT, with_meaning
+
+    assert set(CLEANING_RULES) | set(ROW_RULES) <= set(RULE_TEXT)
+    assert all(en.strip() and zh.strip() and en != zh for en, zh in RULE_TEXT.values())
+    rows = [["= kept", 20, 31.5, ""], ["low_snr", 2, 3.1, 1], ["some_future_rule", 1, 1.0, 0]]
+    assert [r[-1] for r in with_meaning(rows)] == ["clips kept for training", "noisy: SNR below the limit", ""]
+    token = LocalContext.request.set(SimpleNamespace(cookies={}, headers={"accept-language": "zh-CN,zh;q=0.9"}))
+    try:
+        zh = with_meaning(rows)
+    finally:
+        LocalContext.request.reset(token)
+    assert zh[1] == ["low_snr", 2, 3.1, 1, "噪声大：信噪比低于下限"] and zh[0][-1] == "保留用于训练的片段"
+
+
 def test_api_data_stage_errors_and_status(site, client):
     from gradio_client.exceptions import AppError
 
@@ -91,6 +112,8 @@ def test_api_data_stage_errors_and_status(site, client):
     assert {"too_short", "missing_audio"} <= set(names) and set(CLEANING_RULES) <= set(names)
     failed = {r[0]: r[1] for r in rows}
     assert failed["too_short"] >= 1 and failed["missing_audio"] == 1 and failed["= kept"] >= 20
+    meaning = {r[0]: r[-1] for r in rows}  # the rule id stays; its meaning is the last column
+    assert meaning["too_short"] == "shorter than the minimum duration" and all(meaning.values())
     assert "stages done:** data" in exports and "ft_api" in log
     # the values typed into the form reached the experiment (the handler takes its inputs as *args)
     cfg = site["services"].finetune_jobs.status()
@@ -127,7 +150,7 @@ def test_browser_prepare_data_and_cancel(site):
             name.fill("浏览器_ui")
             name.press("Enter")
             page.locator("#ft-list-path textarea, #ft-list-path input").first.fill(str(site["list"]))
-            page.get_by_text("Pretrained models 预训练模型").click()
+            page.get_by_text("Pretrained models (empty = the version's files").click()
             page.get_by_label("GPT s1 .ckpt").fill(str(site["s1"]))
             page.get_by_label("SoVITS s2G .pth").fill(str(site["s2g"]))
             page.locator("#ft-data").click()

@@ -197,5 +197,12 @@ def test_ui_in_process(tmp_path, monkeypatch):
         # MOS with the same rater: its own order, one player
         out = client2.predict(str(run), "mos", "", "", "ivy", api_name="/listening_start")
         assert "Item 1 of 6" in out[1] and out[5]["visible"] is False and out[4]["label"] == "Sample"
+        # a Chinese browser: the statuses, the answer labels and the errors in Chinese
+        zh = Client(app.local_url, verbose=False, headers={"Accept-Language": "zh-CN"})
+        out = zh.predict(str(run), "cmos", "", "", "ivy", api_name="/listening_start")
+        assert "第 1 项，共 3 项" in out[1] and "评分人 **ivy**" in out[0] and out[4]["label"] == "A"
+        assert [c[0] for c in out[6]["choices"]][0] == "-3 A 好得多"
+        with pytest.raises(Exception, match="请先选择答案"):
+            zh.predict(None, api_name="/listening_next")
     finally:
         app.close()

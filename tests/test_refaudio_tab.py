@@ -280,3 +280,26 @@ def test_sweep_model_paths_outside_the_weight_folders_are_refused(tmp_path, pari
                          timeout=120)
     assert out.returncode != 0 and "is not one of the listed models" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_chinese_browser_reads_the_tab_in_chinese(app):
+    """Issue #19: the statuses, choice labels and errors of the tab follow the browser's language."""
+    from gradio_client import Client
+
+    from pages import i18n
+
+    zh = Client(app["client"].src, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    role, status = zh.predict("语言", "小明", api_name="/refaudio_create_role")
+    assert "角色 **语言/小明** 已就绪" in status and "ready" not in status
+    assert any("个片段" in label for label, value in role["choices"] if value == v(role))
+    with pytest.raises(Exception, match="请先选择片段") as err:
+        zh.predict(v(role), "", "x", [], "", "all", 0, 0, "duration", True, api_name="/refaudio_relabel")
+    with pytest.raises(Exception, match="不是数字"):
+        zh.predict(v(role), "3, x", "x", [], "", "all", 0, 0, "duration", True, api_name="/refaudio_relabel")
+    assert "Select clips first" not in str(err.value)
+    # the English browser of the other tests reads the same actions in English
+    _, status = app["client"].predict("语言", "小红", api_name="/refaudio_create_role")
+    assert "ready" in status
+    # every static label is in both tables, Chinese on the Chinese side
+    assert i18n.EN[i18n.T("Sweep", "参数对比").key] == "Sweep" and "参数对比" in i18n.ZH.values()
+    assert {"素材库", "结果", "预设", "基础参数", "说话人分组"} <= set(i18n.ZH.values())

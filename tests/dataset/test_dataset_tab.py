@@ -78,6 +78,7 @@ def test_api_flow_proofreading_pool_and_errors(site, client):
     assert len(rows) >= 4 and all(r[5] == "ok" for r in rows)
     assert [Path(f).name for f in files] == ["api_set.list", "api_set.csv"]
     assert {r[0] for r in _rows(report)} >= {"= kept", "= refpool"}
+    assert {r[0]: r[-1] for r in _rows(report)}["= kept"] == "clips kept for training"  # the rule's meaning
     flow = DatasetFlow(site["settings"], "api_set")
     assert flow.config().refpool_seconds == (2.0, 5.0)
 
@@ -143,7 +144,7 @@ def test_browser_preview_run_proofread_import(site):
             page.locator("#ds-paths textarea").first.fill(str(site["rec"]))
             for label in ("1 vocal separation", "2 denoising"):
                 page.locator("#ds-steps").get_by_label(label).check()
-            page.get_by_text("1 Vocal separation 人声分离").click()
+            page.get_by_text("1 Vocal separation (audio-separator)").click()
             sep = page.locator("#ds-sep-model input").first
             sep.fill(FILENAME)
             sep.press("Enter")
