@@ -21,6 +21,7 @@ from typing import Any, Union
 import numpy as np
 
 from .errors import AudioError
+from .messages import keyed
 
 #: sample rates outside this range are refused as absurd (telephone 8 kHz and DXD 384 kHz are inside)
 MIN_SAMPLE_RATE = 1_000
@@ -169,7 +170,7 @@ def _decode(src_for: Any, name: str, soundfile_first: bool) -> tuple[np.ndarray,
             continue
         return data, rate
     # the reader matching the file type speaks first; the fallback's complaint would only confuse
-    raise AudioError(f"{name}: cannot decode this audio (corrupt or unsupported format; {errors[0]})")
+    raise keyed(AudioError, "audio.undecodable", name=name, error=errors[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def load_audio(source: AudioSource, sr: int | None = None, mono: bool = True,
     must not be read into memory to find out it is too long).
     """
     if source is None:
-        raise AudioError("no audio given (upload or record a file first)")
+        raise keyed(AudioError, "audio.none")
     if isinstance(source, tuple):
         return _load_tuple(source, sr, mono)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -204,11 +205,11 @@ def load_audio(source: AudioSource, sr: int | None = None, mono: bool = True,
         path = Path(source).expanduser()
         name = str(path)
         if not path.exists():
-            raise AudioError(f"{name}: audio file not found")
+            raise keyed(AudioError, "audio.not_found", name=name)
         if not path.is_file():
             raise AudioError(f"{name}: is not a file (a folder or device), cannot read audio from it")
         if path.stat().st_size == 0:
-            raise AudioError(f"{name}: the file is empty (0 bytes)")
+            raise keyed(AudioError, "audio.empty_file", name=name)
         if max_seconds is not None:
             check_duration(path, max_seconds)
         first = path.suffix.lower() in SOUNDFILE_EXTENSIONS
@@ -255,7 +256,7 @@ def audio_duration(path: str | os.PathLike) -> float:
     if not p.is_file():
         raise AudioError(f"{name}: audio file not found" if not p.exists() else f"{name}: is not a file")
     if p.stat().st_size == 0:
-        raise AudioError(f"{name}: the file is empty (0 bytes)")
+        raise keyed(AudioError, "audio.empty_file", name=name)
     order = ["soundfile", "pyav"] if p.suffix.lower() in SOUNDFILE_EXTENSIONS else ["pyav", "soundfile"]
     for backend in order:
         try:
@@ -305,10 +306,7 @@ def check_reference(
     duration = samples / rate
     if samples < min_s * rate or samples > max_s * rate:
         side = "too short" if samples < min_s * rate else "too long"
-        raise AudioError(
-            f"{name}: reference audio is {duration:.2f} s long ({side}); it must be between {min_s:g} and "
-            f"{max_s:g} seconds. Trim or pick another clip."
-        )
+        raise keyed(AudioError, "audio.ref_length", name=name, duration=duration, side=side, min_s=min_s, max_s=max_s)
     return duration
 
 

@@ -20,6 +20,28 @@ CATALOG: dict[str, tuple[str, str]] = {
                          "没有找到 {kind} 模型。请打开“模型”页下载预训练模型，或指定已有的 GPT-SoVITS 文件夹。"),
     "models.pick_both": ("Choose a GPT model and a SoVITS model first.", "请先选择 GPT 模型和 SoVITS 模型。"),
     "models.missing_file": ("Model file not found: {name}", "找不到模型文件：{name}"),
+    "path.none": ("No {what} was given.", "没有提供{what}。"),
+    "path.refused_data": ("{what} {name!r} cannot be used: the app reads only its own folders, uploads and the data "
+                          "folders ({data}; DATA_DIRS in my_config.py). Upload the file, or put it in a data folder.",
+                          "无法使用{what} {name!r}：本应用只读取它自己的文件夹、上传的文件和数据文件夹（{data}；见 "
+                          "my_config.py 中的 DATA_DIRS）。请上传文件，或把它放进数据文件夹。"),
+    "path.missing": ("{what} {name!r} does not exist (check the path, or upload it).",
+                     "{what} {name!r} 不存在（请检查路径，或上传文件）。"),
+    "path.missing_plain": ("{what} {name!r} does not exist.", "{what} {name!r} 不存在。"),
+    "path.is_folder": ("{what} {name!r} is a folder; give a file.", "{what} {name!r} 是文件夹，请给出文件。"),
+    "path.not_folder": ("{what} {name!r} is not a folder.", "{what} {name!r} 不是文件夹。"),
+    "path.outside": ("{what} {name!r} cannot be used: only folders under {base}/ can be chosen here.",
+                     "无法使用{what} {name!r}：这里只能选择 {base}/ 下的文件夹。"),
+    # audio
+    "audio.none": ("no audio given (upload or record a file first)", "没有音频（请先上传或录制）"),
+    "audio.not_found": ("{name}: audio file not found", "{name}：找不到音频文件"),
+    "audio.empty_file": ("{name}: the file is empty (0 bytes)", "{name}：文件为空（0 字节）"),
+    "audio.undecodable": ("{name}: cannot decode this audio (corrupt or unsupported format; {error})",
+                          "{name}：无法解码此音频（文件损坏或格式不支持；{error}）"),
+    "audio.ref_length": ("{name}: reference audio is {duration:.2f} s long ({side}); it must be between {min_s:g} and "
+                         "{max_s:g} seconds. Trim or pick another clip.",
+                         "{name}：参考音频长 {duration:.2f} 秒（{side}）；必须在 {min_s:g} 到 {max_s:g} 秒之间。"
+                         "请剪裁或换一段。"),
     "path.refused": ("{name} is outside the folders this app may read.", "{name} 不在本应用可读取的文件夹内。"),
     "path.not_found": ("File not found: {name}", "找不到文件：{name}"),
     # text and references
@@ -71,6 +93,17 @@ CATALOG: dict[str, tuple[str, str]] = {
                                 "{name} 不是 GPT-SoVITS 文件夹（其中没有 GPT_SoVITS/pretrained_models）。"),
 }
 
+#: the Chinese of words a message takes as parameters (what a path is, which side of a limit): Chinese messages
+#: show them translated; unknown words stay as they are
+WORDS_ZH = {
+    "file": "文件", "folder": "文件夹", "test CSV": "测试集 CSV", "reference audio": "参考音频", "audio": "音频",
+    "ASR model folder": "ASR 模型文件夹", "WavLM model folder": "WavLM 模型文件夹", "run folder": "评测文件夹",
+    "auxiliary reference": "辅助参考音频", "speaker reference": "说话人参考音频", "aux_refs": "辅助参考音频",
+    "sv_ref": "说话人参考音频", "GPT model": "GPT 模型", "SoVITS model": "SoVITS 模型", ".list file": ".list 文件",
+    "CSV": "CSV", "too short": "太短", "too long": "太长", "dataset folder": "数据集文件夹",
+    "recording": "录音", "recordings folder": "录音文件夹", "product zip": "预设压缩包",
+}
+
 E = TypeVar("E", bound=BaseException)
 
 
@@ -93,8 +126,12 @@ def render(exc: BaseException, lang: str) -> str:
     key = getattr(exc, "key", None)
     if key in CATALOG:
         template = CATALOG[key][1 if lang == "zh" else 0]
+        params = dict(getattr(exc, "params", {}))
+        if lang == "zh":
+            params = {k: WORDS_ZH.get(v, v) if isinstance(v, str) and k in ("what", "side") else v
+                      for k, v in params.items()}
         try:
-            return template.format(**getattr(exc, "params", {}))
+            return template.format(**params)
         except (KeyError, IndexError, ValueError):
             return str(exc)
     return str(exc)

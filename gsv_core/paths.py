@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from .errors import GSVError
+from .messages import keyed
 
 
 class PathRefused(GSVError):
@@ -44,8 +45,7 @@ def readable_roots(settings: Any, extra: Iterable[os.PathLike | str] = ()) -> li
 def refusal(what: str, raw: Any, settings: Any) -> PathRefused:
     name = Path(str(raw)).name or str(raw)
     data = ", ".join(str(d) for d in getattr(settings, "data_dirs", ())) or "DATA_DIRS"
-    return PathRefused(f"{what} {name!r} cannot be used: the app reads only its own folders, uploads and the data "
-                       f"folders ({data}; DATA_DIRS in my_config.py). Upload the file, or put it in a data folder.")
+    return keyed(PathRefused, "path.refused_data", what=what, name=name, data=data)
 
 
 def check_readable(settings: Any, raw: Any, what: str = "file", kind: str = "file",
@@ -53,7 +53,7 @@ def check_readable(settings: Any, raw: Any, what: str = "file", kind: str = "fil
     """The resolved path of ``raw`` when it lies inside :func:`readable_roots` (and is a ``kind``: file, dir or
     any); else a :class:`PathRefused` that does not say whether it exists."""
     if raw is None or not str(raw).strip():
-        raise PathRefused(f"No {what} was given.")
+        raise keyed(PathRefused, "path.none", what=what)
     text = str(raw).strip()
     if "\x00" in text:
         raise refusal(what, raw, settings)
@@ -66,11 +66,11 @@ def check_readable(settings: Any, raw: Any, what: str = "file", kind: str = "fil
     if real is None or not any(real == r or real.is_relative_to(r) for r in roots):
         raise refusal(what, raw, settings)
     if not real.exists():
-        raise PathRefused(f"{what} {p.name!r} does not exist (check the path, or upload it).")
+        raise keyed(PathRefused, "path.missing", what=what, name=p.name)
     if kind == "file" and not real.is_file():
-        raise PathRefused(f"{what} {p.name!r} is a folder; give a file.")
+        raise keyed(PathRefused, "path.is_folder", what=what, name=p.name)
     if kind == "dir" and not real.is_dir():
-        raise PathRefused(f"{what} {p.name!r} is not a folder.")
+        raise keyed(PathRefused, "path.not_folder", what=what, name=p.name)
     return real
 
 
@@ -87,7 +87,7 @@ def check_inside(root: os.PathLike | str, raw: Any, what: str = "folder", kind: 
     under REPORTS_DIR that a page may read and write); else a :class:`PathRefused` that does not say whether it
     exists."""
     if raw is None or not str(raw).strip():
-        raise PathRefused(f"No {what} was given.")
+        raise keyed(PathRefused, "path.none", what=what)
     base = Path(root).expanduser().resolve()
     p = Path(str(raw).strip()).expanduser()
     try:
@@ -95,11 +95,11 @@ def check_inside(root: os.PathLike | str, raw: Any, what: str = "folder", kind: 
     except (OSError, RuntimeError, ValueError):
         real = None
     if real is None or "\x00" in str(raw) or not real.is_relative_to(base):
-        raise PathRefused(f"{what} {p.name!r} cannot be used: only folders under {base.name}/ can be chosen here.")
+        raise keyed(PathRefused, "path.outside", what=what, name=p.name, base=base.name)
     if not real.exists():
-        raise PathRefused(f"{what} {p.name!r} does not exist.")
+        raise keyed(PathRefused, "path.missing_plain", what=what, name=p.name)
     if kind == "dir" and not real.is_dir():
-        raise PathRefused(f"{what} {p.name!r} is not a folder.")
+        raise keyed(PathRefused, "path.not_folder", what=what, name=p.name)
     return real
 
 

@@ -16,7 +16,7 @@ import gradio as gr
 
 from gsv_core.errors import GSVError
 
-from .i18n import EN, error_text, say
+from .i18n import EN, T, error_text, say
 
 log = logging.getLogger("gsv.pages")
 
@@ -54,6 +54,21 @@ def user_errors(fn):
             raise _as_gr_error(exc) from exc
 
     return wrapper
+
+
+def text_language_choices() -> list[tuple[Any, str]]:
+    """Dropdown choices of the text language modes (zh, all_zh, en, ja, ...), named in the user's language."""
+    from gsv_core import languages
+
+    return [(T(f"{languages.display_name(c, 'en')} · {c}", f"{languages.display_name(c, 'zh')} · {c}"), c)
+            for c in languages.text_modes()]
+
+
+def split_method_choices() -> list[tuple[Any, str]]:
+    """Dropdown choices of the split methods cut0..cut5, described in the user's language."""
+    from .services import SPLIT_LABELS, SPLIT_LABELS_ZH
+
+    return [(T(SPLIT_LABELS[k], SPLIT_LABELS_ZH[k]), k) for k in SPLIT_LABELS]
 
 
 # -- page-load hooks ----------------------------------------------------------------------------------------------

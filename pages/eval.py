@@ -16,7 +16,7 @@ import gradio as gr
 from eval.run import PATH_PARAMS
 from gsv_core import languages, paths
 
-from .common import on_page_load, shown_path, user_errors
+from .common import on_page_load, shown_path, text_language_choices, user_errors
 from .i18n import T, say
 
 SUMMARY_COLUMNS = ["system", "metric", "utterances", "error_rate_corpus", "error_rate_utt", "seed_wer_percent",
@@ -151,8 +151,7 @@ def _system_params(values: dict[str, Any], system: str) -> dict[str, Any]:
     return out
 #: from the one language table
 ASR_LANGS = [*(lang.whisper for lang in languages.LANGUAGES.values()), (T("auto", "自动检测"), "auto")]
-TEXT_LANGS = [(T(f"{languages.display_name(c, 'en')} · {c}", f"{languages.display_name(c, 'zh')} · {c}"), c)
-              for c in languages.text_modes()]
+TEXT_LANGS = text_language_choices()
 
 HELP = """
 **Test CSV**: a header row `id,text` and optionally `ref_audio,ref_text,lang` (relative audio paths are taken from

@@ -12,7 +12,7 @@ import gradio as gr
 
 from gsv_core.errors import GSVError
 
-from .common import on_page_load, user_errors
+from .common import on_page_load, text_language_choices, user_errors
 from .i18n import T, error_text, say
 
 TEXT_COLUMNS = ["id", "name", "language", "tags", "text", "note"]
@@ -170,7 +170,7 @@ def build_refaudio_manage(svc, c: dict[str, Any]) -> None:
                 m["t_id"] = gr.Number(label=T("text id (click a row; empty = new)", "文本 id（点击行；空 = 新建）"),
                                       precision=0, scale=1, elem_id="ma-t-id")
                 m["t_name"] = gr.Textbox(label=T("name", "名称"), scale=2, elem_id="ma-t-name")
-                m["t_lang"] = gr.Dropdown(_langs(), value="zh", label=T("language", "语言"), scale=1,
+                m["t_lang"] = gr.Dropdown(text_language_choices(), value="zh", label=T("language", "语言"), scale=1,
                                           elem_id="ma-t-lang")
                 m["t_tags"] = gr.Textbox(label=T("tags (comma-separated)", "标签（逗号分隔）"), scale=2,
                                          elem_id="ma-t-tags")
@@ -403,12 +403,6 @@ def build_refaudio_manage(svc, c: dict[str, Any]) -> None:
 
     act(m["t_delete"], delete_text, [m["t_id"], m["t_confirm"]], [m["info"], m["t_confirm"], m["t_id"],
                                                                     *text_outputs], api_name="refaudio_delete_text")
-
-
-def _langs() -> list[tuple[str, str]]:
-    from .services import LANG_LABELS
-
-    return [(v, k) for k, v in LANG_LABELS.items()]
 
 
 # -- the Finetune tab: delete an experiment ----------------------------------------------------------------------

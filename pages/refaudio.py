@@ -19,9 +19,8 @@ import gradio as gr
 from gsv_core.errors import GSVError
 
 from . import manage
-from .common import on_page_load, user_errors
+from .common import on_page_load, split_method_choices, text_language_choices, user_errors
 from .i18n import T, say
-from .services import LANG_LABELS, SPLIT_LABELS
 
 CLIP_COLUMNS = ["id", "category", "name", "duration", "valid", "language", "transcript", "checked", "best score",
                 "from clip"]
@@ -30,8 +29,8 @@ RESULT_COLUMNS = ["id", "cell", "reference", "text", "sample", "seed", "duration
 TASK_COLUMNS = ["id", "name", "compare", "status", "done", "failed", "total", "note"]
 PRODUCT_COLUMNS = ["id", "role", "name", "GPT", "SoVITS", "ref clip", "aux clips", "score", "params"]
 SCORE_CHOICES = [(T("none", "未评"), -1)] + [(str(k), k) for k in range(6)]
-LANGS = [(v, k) for k, v in LANG_LABELS.items()]
-SPLITS = [(v, k) for k, v in SPLIT_LABELS.items()]
+LANGS = text_language_choices()
+SPLITS = split_method_choices()
 #: labels of the sort keys, compare types and filters whose values the services read (technical names such as
 #: top_k or cer are shown as they are)
 SORT_LABELS = {"id": ("id", "id"), "name": ("name", "名称"), "duration": ("duration", "时长"),

@@ -48,7 +48,6 @@ SPLIT_LABELS_ZH = OrderedDict(
     ]
 )
 #: text modes with the names the UI shows, from the one language table
-LANG_LABELS = OrderedDict((code, label) for label, code in languages.choices())
 HISTORY_SIZE = 50
 
 

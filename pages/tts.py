@@ -16,11 +16,11 @@ from gsv_core.errors import GSVError
 from gsv_core import languages
 from gsv_core.messages import keyed
 
-from .common import on_page_load, user_errors
+from .common import on_page_load, split_method_choices, text_language_choices, user_errors
 from .i18n import T, error_text, lang, say
 
 STREAMING = shutil.which("ffmpeg") is not None
-from .services import HISTORY_COLUMNS, SPLIT_LABELS, SPLIT_LABELS_ZH, Services
+from .services import HISTORY_COLUMNS, Services
 
 TAGS_HELP_EN = """
 **Inline tags** (see `docs/text-frontend.md`):
@@ -75,16 +75,6 @@ repetition_penalty,speed,seed,sample_steps,super_sampling`（任意合成参数�
 """
 
 
-def _lang_choices() -> list[tuple[Any, str]]:
-    """The text modes, named in the user's language."""
-    return [(T(f"{languages.display_name(c, 'en')} · {c}", f"{languages.display_name(c, 'zh')} · {c}"), c)
-            for c in languages.text_modes()]
-
-
-def _split_choices() -> list[tuple[Any, str]]:
-    return [(T(SPLIT_LABELS[k], SPLIT_LABELS_ZH[k]), k) for k in SPLIT_LABELS]
-
-
 def _choices(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(label, value) for label, value in pairs]
 
@@ -136,7 +126,7 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
                                                "参考文本（留空 → 无参考文本模式，v2 及以上）"), lines=2,
                                        elem_id="tts-ref-text")
             with gr.Row(equal_height=True):
-                c["ref_lang"] = gr.Dropdown(_lang_choices(), value=D["ref_lang"],
+                c["ref_lang"] = gr.Dropdown(text_language_choices(), value=D["ref_lang"],
                                             label=T("Reference language", "参考语言"), min_width=220,
                                             elem_id="tts-ref-lang")
                 if services.asr is not None:
@@ -149,9 +139,9 @@ def build_tts_tab(services: Services) -> dict[str, Any]:
             c["text"] = gr.Textbox(label=T("Text to synthesise", "合成文本"), lines=6, elem_id="tts-text",
                                    value="今天天气很好，我们去公园散步吧。")
             with gr.Row():
-                c["text_lang"] = gr.Dropdown(_lang_choices(), value=D["text_lang"],
+                c["text_lang"] = gr.Dropdown(text_language_choices(), value=D["text_lang"],
                                              label=T("Text language", "文本语言"), elem_id="tts-text-lang")
-                c["split"] = gr.Dropdown(_split_choices(), value=D["split_method"],
+                c["split"] = gr.Dropdown(split_method_choices(), value=D["split_method"],
                                          label=T("Split method", "切分方式"), elem_id="tts-split")
             with gr.Accordion(T("How the text will be read (pieces, languages, phones, pinyin)",
                                 "文本将如何朗读（片段、语言、音素、拼音）"), open=True, elem_id="tts-preview-accordion"):

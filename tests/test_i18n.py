@@ -59,7 +59,7 @@ def test_say_follows_the_request_being_served():
             LocalContext.request.reset(token)
 
 
-def test_keyed_errors_are_english_for_clis_and_chinese_for_the_page():
+def test_keyed_errors_are_english_for_clis_and_chinese_for_the_page(tmp_path):
     with pytest.raises(RequestError) as info:
         SynthesisRequest(text="  ", ref_audio=None).validate()
     exc = info.value
@@ -67,6 +67,21 @@ def test_keyed_errors_are_english_for_clis_and_chinese_for_the_page():
     assert messages.render(exc, "zh") == "无法合成：文本为空；没有提供参考音频。"
     assert messages.render(exc, "en") == str(exc)
     assert messages.render(ValueError("plain"), "zh") == "plain"  # no key: the English message
+    # the errors a user meets most: a refused path and a reference of the wrong length (the words they name, too)
+    import numpy as np
+
+    from config import load_settings
+    from gsv_core import audio, paths
+
+    settings = load_settings(environ={"GSV_HOME": str(tmp_path)}, my_config=tmp_path / "none.py")
+    with pytest.raises(paths.PathRefused) as refused:
+        paths.check_readable(settings, "/etc/passwd", "test CSV")
+    assert str(refused.value).startswith("test CSV 'passwd' cannot be used")
+    assert messages.render(refused.value, "zh").startswith("无法使用测试集 CSV 'passwd'")
+    with pytest.raises(audio.AudioError) as short:
+        audio.check_reference(np.zeros(16000, dtype=np.float32), 16000, source="a.wav")
+    assert "1.00 s long (too short)" in str(short.value)
+    assert "参考音频长 1.00 秒（太短）" in messages.render(short.value, "zh")
     with pytest.raises(KeyError):
         messages.keyed(RequestError, "no.such.key")
     # every catalog entry formats in both languages with the same parameters
