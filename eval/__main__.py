@@ -238,17 +238,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             engine.check_model_path(system.sovits, "SoVITS")
         runner = EvalRunner(engine, ASRService.from_settings(settings), settings)
 
-        def progress(fraction: float, message: str) -> None:
-            print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+        from gsv_core.cli import ProgressBar
 
+        bar = ProgressBar("eval")
         try:
-            run_dir = runner.run(config, progress=progress)
+            run_dir = runner.run(config, progress=bar)
         except KeyboardInterrupt:
             print("interrupted: run the same command again to resume", file=sys.stderr)
             return 130
         except EvalCancelled as exc:
             print(str(exc), file=sys.stderr)
             return 130
+        finally:
+            bar.close()
         print(run_dir)
         if not args.no_report:
             print(write_report(run_dir))
