@@ -140,7 +140,7 @@ def test_run_gives_summary_pairwise_and_report(served, tiny_assets):
     # every engine parameter of a system (the shared request conversion's) reaches the config, per system
     a, b = saved["systems"][0]["params"], saved["systems"][1]["params"]
     defaults = SynthesisRequest.defaults()
-    assert set(param_names()) - {"aux_refs"} <= set(a)
+    assert set(param_names()) - {"aux_refs", "sv_ref"} <= set(a)  # audio files: only when given
     assert a["temperature"] == defaults["temperature"] and b["temperature"] == 0.8
     assert a["split_method"] == "cut1" and b["split_method"] == "cut0"
     assert rebuild["value"] == run_dir.name and run_dir.name in str(rebuild["choices"])  # names, no paths
